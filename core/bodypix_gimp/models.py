@@ -1,0 +1,207 @@
+"""Where model files live, and one cached onnxruntime session per file.
+
+Lookup order (first hit wins): an explicit folder argument, then ``$BODYPIX_MODELS``, then
+the per-user data folder the installer fills.  Each folder is laid out like
+``../shared/models`` (``bodypix/onnx/...``, ``mediapipe_hands/...``, ``rvm/...``,
+``selfie_segmentation/...``), so ``BODYPIX_MODELS=../shared/models`` works as is.
+
+Sessions are created once per (file, providers, threads) and reused: loading a model
+costs 20-200 ms, running it often less.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+ENV_VAR = "BODYPIX_MODELS"
+ENV_FORCE_CPU = "BODYPIX_FORCE_CPU"
+ENV_THREADS = "BODYPIX_THREADS"
+APP_NAME = "bodypix-gimp"
+
+# Preference order for execution providers; CPU is always the last resort.
+PREFERRED_PROVIDERS = (
+    "CUDAExecutionProvider",
+    "DmlExecutionProvider",
+    "CoreMLExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model file is missing; the message says where we looked and how to install."""
+
+
+class ChecksumError(RuntimeError):
+    """A model file does not match its recorded sha256; nothing was loaded."""
+
+
+INSTALL_HINT = (
+    "Install the models with `python installer/install.py --models-from DIR` (offline, a folder "
+    "laid out like shared/models) or `python installer/install.py` (downloads the official files), "
+    f"or point ${ENV_VAR} at such a folder."
+)
+
+
+def user_models_dir() -> Path:
+    """The per-user data folder the installer fills (platform specific)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "models"
+
+
+def models_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve the models folder: argument -> $BODYPIX_MODELS -> user data folder.
+
+    An explicit folder or environment variable that does not exist is an error (a typo
+    should not silently fall through to another install).
+    """
+    for source, value in (("argument", explicit), (ENV_VAR, os.environ.get(ENV_VAR))):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_dir():
+                raise ModelNotFoundError(f"Models folder from {source} does not exist: {path}. {INSTALL_HINT}")
+            return path.resolve()
+    path = user_models_dir()
+    if not path.is_dir():
+        raise ModelNotFoundError(f"No models installed (looked in {path}). {INSTALL_HINT}")
+    return path
+
+
+# Relative paths of the ONNX files below a models folder.
+def bodypix_relpath(model_name: str) -> str:
+    """``mobilenet075-quant2-stride16`` -> ``bodypix/onnx/bodypix_mobilenet075_quant2_stride16.onnx``."""
+    return f"bodypix/onnx/bodypix_{model_name.replace('-', '_')}.onnx"
+
+
+AUX_MODELS = {
+    "palm_detection_full": "mediapipe_hands/palm_detection_full.onnx",
+    "palm_detection_lite": "mediapipe_hands/palm_detection_lite.onnx",
+    "hand_landmark_full": "mediapipe_hands/hand_landmark_full.onnx",
+    "hand_landmark_lite": "mediapipe_hands/hand_landmark_lite.onnx",
+    "rvm": "rvm/rvm_mobilenetv3.onnx",
+    "selfie": "selfie_segmentation/selfie_segmentation_256.onnx",
+}
+
+
+def known_checksums() -> dict[str, str]:
+    """sha256 of known ONNX files by relative path, from ``models/manifest.json``.
+
+    Files converted locally by the installer get their checksum recorded next to them in
+    ``checksums.json`` in the models folder; that file is merged in by ``model_path``.
+    """
+    manifest = manifest_path()
+    if manifest is None:
+        return {}
+    data = json.loads(manifest.read_text())
+    return dict(data.get("onnx_sha256", {}))
+
+
+def manifest_path() -> Path | None:
+    """The project's ``models/manifest.json`` (checkout or installed copy beside the package)."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parent / "data" / "manifest.json", here.parents[2] / "models" / "manifest.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    st = os.stat(path)
+    return _sha256(str(path), st.st_size, st.st_mtime)
+
+
+def model_path(relpath: str, folder: str | os.PathLike[str] | None = None, verify: bool = True) -> Path:
+    """Absolute path of a model file, verified against its recorded sha256 when one is known."""
+    base = models_dir(folder)
+    path = base / relpath
+    if not path.is_file():
+        raise ModelNotFoundError(f"Model file {relpath} is not installed in {base}. {INSTALL_HINT}")
+    if verify:
+        expected = known_checksums().get(relpath)
+        local = base / "checksums.json"
+        if expected is None and local.is_file():
+            expected = json.loads(local.read_text()).get(relpath)
+        if expected is not None and sha256_file(path) != expected:
+            raise ChecksumError(
+                f"Model file {path} does not match its recorded sha256 (expected {expected[:12]}...); "
+                "it is damaged or was replaced. Reinstall it: " + INSTALL_HINT
+            )
+    return path
+
+
+def choose_providers(force_cpu: bool | None = None) -> list[str]:
+    """Best available onnxruntime execution providers, CPU last; ``force_cpu`` keeps CPU only."""
+    import onnxruntime as ort
+
+    if force_cpu is None:
+        force_cpu = os.environ.get(ENV_FORCE_CPU, "") not in ("", "0", "false", "no")
+    if force_cpu:
+        return ["CPUExecutionProvider"]
+    available = set(ort.get_available_providers())
+    return [p for p in PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How models run: a models folder, CPU-only or best provider, thread count (0 = ort default)."""
+
+    models: str | None = None
+    force_cpu: bool | None = None
+    threads: int = 0
+
+
+_lock = threading.Lock()
+_sessions: dict[tuple[Any, ...], Any] = {}
+
+
+def session(path: str | os.PathLike[str], force_cpu: bool | None = None, threads: int = 0) -> Any:
+    """A cached ``onnxruntime.InferenceSession`` for ``path``."""
+    import onnxruntime as ort
+
+    if not threads:
+        threads = int(os.environ.get(ENV_THREADS, "0") or 0)
+    providers = tuple(choose_providers(force_cpu))
+    key = (str(path), providers, threads)
+    with _lock:
+        sess = _sessions.get(key)
+        if sess is None:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            if threads:
+                opts.intra_op_num_threads = threads
+                opts.inter_op_num_threads = 1
+            sess = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+            _sessions[key] = sess
+        return sess
+
+
+def installed_models(folder: str | os.PathLike[str] | None = None) -> dict[str, bool]:
+    """Which model files exist in the resolved folder (no checksum work)."""
+    try:
+        base = models_dir(folder)
+    except ModelNotFoundError:
+        base = None
+    from .manifest import bodypix_variants
+
+    out = {}
+    for name in bodypix_variants():
+        out[name] = bool(base and (base / bodypix_relpath(name)).is_file())
+    for name, rel in AUX_MODELS.items():
+        out[name] = bool(base and (base / rel).is_file())
+    return out
