@@ -12,6 +12,7 @@
 //   "mode": "single" | "multi",          // segmentPerson(+Parts) or segmentMultiPerson(+Parts)
 //   "parts": true,                        // also run the *Parts variant (needs the cpu backend)
 //   "probs": false,                       // also write the full-resolution person probability (float32)
+//   "fix_dilations": false,               // serve the graph with symmetric dilations (see patchDilations)
 //   "config": { "internalResolution": "medium", "segmentationThreshold": 0.7, ... },  // body-pix names
 //   "warmup": 0, "repeat": 1,             // timing: untimed warm-up runs, timed runs (median reported)
 //   "images": [ { "path": "img.npy|.png|.jpg", "out": "/abs/prefix" }, ... ]
@@ -128,15 +129,42 @@ function personProbability(net, input, internalResolution) {
   return { prob, padding, input_size: res };
 }
 
+// The v1.2.6 converter wrote DepthwiseConv2dNative dilations as [d, d, 1, 1]; tfjs-converter reads
+// elements [1:3], i.e. an asymmetric (d, 1) dilation, so the official runtime runs the stride-8
+// graphs' dilated layers wrong (shared/models/bodypix/README.md, pitfall 2).  Our ONNX files restore
+// (d, d).  Serving [1, d, d, 1] instead lets the unchanged body-pix code run the corrected network,
+// which isolates that one difference in the faithfulness tests.
+function patchDilations(graphJson) {
+  const g = JSON.parse(graphJson);
+  let n = 0;
+  for (const node of g.modelTopology.node) {
+    const dil = node.attr && node.attr.dilations && node.attr.dilations.list && node.attr.dilations.list.i;
+    if (dil && dil.length === 4 && Number(dil[0]) > 1 && Number(dil[2]) === 1 && Number(dil[3]) === 1) {
+      node.attr.dilations.list.i = ['1', dil[0], dil[1], '1'];
+      n++;
+    }
+  }
+  return { text: JSON.stringify(g), patched: n };
+}
+
 // ---- main -----------------------------------------------------------------------------------------
 
 async function main() {
   const job = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+  let patchedLayers = 0;
   const server = http.createServer((req, res) => {
     const rel = decodeURIComponent(req.url.split('?')[0]).replace(/^\/+/, '');
     const file = path.resolve(job.model_dir, rel);
     if (!file.startsWith(path.resolve(job.model_dir) + path.sep)) { res.statusCode = 403; res.end(); return; }
-    fs.readFile(file, (err, data) => { if (err) { res.statusCode = 404; res.end(); } else res.end(data); });
+    fs.readFile(file, (err, data) => {
+      if (err) { res.statusCode = 404; res.end(); return; }
+      if (job.fix_dilations && rel === job.graph) {
+        const p = patchDilations(data.toString('utf8'));
+        patchedLayers = p.patched;
+        data = p.text;
+      }
+      res.end(data);
+    });
   });
   await new Promise(r => server.listen(0, '127.0.0.1', r));
   try {
@@ -164,7 +192,7 @@ async function main() {
       const [h, w] = input.shape;
       const summary = { image: item.path, out: item.out, backend: tf.getBackend(), width: w, height: h,
         mode: job.mode || 'single', load_ms: loadMs, timings_ms: {} };
-      const record = { ...summary, config: cfg, tfjs_version: tf.version_core, bodypix_version: bodyPix.version };
+      const record = { ...summary, config: cfg, dilation_layers_patched: patchedLayers, tfjs_version: tf.version_core, bodypix_version: bodyPix.version };
       if ((job.mode || 'single') === 'single') {
         const seg = await timed(() => net.segmentPerson(input, cfg), warmup, repeat);
         summary.timings_ms.segmentPerson = seg.ms;

@@ -163,6 +163,7 @@ def run(
     mode: str = "single",
     parts: bool = True,
     probs: bool = False,
+    fix_dilations: bool = False,
     warmup: int = 0,
     repeat: int = 1,
     models: str | os.PathLike[str] | None = None,
@@ -171,7 +172,9 @@ def run(
 ) -> list[ReferenceResult]:
     """Run body-pix on each RGB(A) uint8 image in one Node process (model loaded once).
 
-    Cached results are reused unless ``use_cache`` is False (timing runs must not be cached).
+    ``fix_dilations`` serves the stride-8 graphs with the symmetric dilation our ONNX files use
+    (``run_reference.js`` ``patchDilations``).  Cached results are reused unless ``use_cache`` is
+    False (timing runs must not be cached).
     """
     if mode not in ("single", "multi"):
         raise ValueError(f"mode must be 'single' or 'multi', not {mode!r}")
@@ -180,7 +183,7 @@ def run(
     tm = tfjs_model(model, models)
     settings_key = json.dumps(
         {"model": model, "graph": (tm.graph, (tm.model_dir / tm.graph).stat().st_size), "config": config,
-         "backend": backend, "mode": mode, "parts": parts, "probs": probs},
+         "backend": backend, "mode": mode, "parts": parts, "probs": probs, "fix_dilations": fix_dilations},
         sort_keys=True,
     ).encode()
     base = lock_digest().encode() + settings_key
@@ -202,6 +205,7 @@ def run(
             job = {"model_dir": str(tm.model_dir), "graph": tm.graph, "architecture": tm.architecture,
                    "multiplier": tm.multiplier, "quant_bytes": tm.quant_bytes, "output_stride": tm.output_stride,
                    "backend": backend, "mode": mode, "parts": parts, "probs": probs, "config": config,
+                   "fix_dilations": fix_dilations,
                    "warmup": warmup, "repeat": repeat, "images": items}
             job_file = Path(tmp) / "job.json"
             job_file.write_text(json.dumps(job))
