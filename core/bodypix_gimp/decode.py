@@ -88,9 +88,36 @@ def part_argmax(
     window (both resamplings are linear with non-negative weights), and a convex
     combination of vectors that share their argmax keeps it.  So pixels whose window has
     one grid label take it directly; only the rest (part borders) are computed exactly.
+
+    A photo shrunk by the input cap gets its labels at the working size, scaled up with
+    nearest neighbour: part borders then sit within half a working pixel of the exact
+    ones, at a fraction of the cost at 24 MP.
     """
     geo = out.geometry
     out_h, out_w = size or (geo.height, geo.width)
+    work = (geo.work_height, geo.work_width)
+    if out_h * out_w > 2 * work[0] * work[1]:
+        small_where = None
+        if where is not None:
+            # any coverage, grown by a pixel so nearest-neighbour scaling never lands outside it
+            small_where = cv2.resize(where.astype(np.uint8), work[::-1], interpolation=cv2.INTER_AREA) > 0
+            small_where = cv2.dilate(small_where.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        small = _part_argmax_exact(out, work, small_where)
+        parts = cv2.resize(small, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
+        left = parts == 255
+        if where is not None:
+            parts[~where] = 255
+            left &= where
+        if left.any():
+            parts[left] = _part_argmax_exact(out, (out_h, out_w), left)[left]
+        return parts
+    return _part_argmax_exact(out, (out_h, out_w), where)
+
+
+def _part_argmax_exact(out: BodyPixOutput, size: tuple[int, int], where: np.ndarray | None) -> np.ndarray:
+    """``part_argmax`` computed at ``size`` from the logits, exact up to float rounding."""
+    geo = out.geometry
+    out_h, out_w = size
     logits = out.part_heatmaps
     gh, gw, nc = logits.shape
     rows, cols = _crop_axes(geo, out_h, out_w)
