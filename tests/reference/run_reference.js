@@ -185,6 +185,10 @@ async function main() {
       modelUrl: `http://127.0.0.1:${server.address().port}/${job.graph}`,
     });
     const loadMs = Number(process.hrtime.bigint() - t0) / 1e6;
+    const wasmFlags = backend !== 'wasm' ? null : {
+      simd: await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'),
+      multithread: await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'),
+    };
     const cfg = job.config || {};
     const warmup = job.warmup || 0, repeat = job.repeat || 1;
     for (const item of job.images) {
@@ -192,7 +196,7 @@ async function main() {
       const [h, w] = input.shape;
       const summary = { image: item.path, out: item.out, backend: tf.getBackend(), width: w, height: h,
         mode: job.mode || 'single', load_ms: loadMs, timings_ms: {} };
-      const record = { ...summary, config: cfg, dilation_layers_patched: patchedLayers, tfjs_version: tf.version_core, bodypix_version: bodyPix.version };
+      const record = { ...summary, wasm: wasmFlags, config: cfg, dilation_layers_patched: patchedLayers, tfjs_version: tf.version_core, bodypix_version: bodyPix.version };
       if ((job.mode || 'single') === 'single') {
         const seg = await timed(() => net.segmentPerson(input, cfg), warmup, repeat);
         summary.timings_ms.segmentPerson = seg.ms;
