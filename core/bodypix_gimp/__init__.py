@@ -7,7 +7,14 @@ Public API (arrays in, arrays out; never imports GIMP)::
     result.person_mask, result.part_map, result.poses
 """
 
+from .imageio import InputError, load_image
+from .models import ChecksumError, ModelNotFoundError, RuntimeOptions
+from .pipeline import segment
+from .result import KEYPOINT_NAMES, PART_GROUPS, PART_NAMES, Keypoint, Pose, Result
 from .settings import ConfigError, Settings
 
-__all__ = ["ConfigError", "Settings"]
+__all__ = [
+    "ChecksumError", "ConfigError", "InputError", "KEYPOINT_NAMES", "Keypoint", "ModelNotFoundError",
+    "PART_GROUPS", "PART_NAMES", "Pose", "Result", "RuntimeOptions", "Settings", "load_image", "segment",
+]
 __version__ = "0.1.0"

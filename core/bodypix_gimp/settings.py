@@ -169,3 +169,14 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"Invalid refineSteps {s.refine_steps}. Should be in range [1, 20]")
     if s.max_input_pixels < 10_000:
         raise ConfigError(f"Invalid max_input_pixels {s.max_input_pixels}. Should be >= 10000")
+
+
+# The product's best pipeline.  body-pix's own defaults stay in ``Settings()``; these are
+# what the CLI, the GIMP plug-in and the evaluation's "default" configuration use.  Each
+# value is chosen by measurement (see README, "Evaluation").
+PRODUCT_DEFAULTS: dict[str, Any] = {}
+
+
+def default_settings(**changes: Any) -> Settings:
+    """The best pipeline (``PRODUCT_DEFAULTS``) with ``changes`` applied."""
+    return Settings(**{**PRODUCT_DEFAULTS, **changes})

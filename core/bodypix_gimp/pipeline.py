@@ -1,0 +1,105 @@
+"""``segment``: photo in, full-resolution person mask, part map and poses out.
+
+Stages, each a plain array function so the evaluation harness can combine them freely:
+
+1. BodyPix forward pass (``bodypix``), decoded at full resolution (``decode``).
+2. Edge refinement (``refine.edges``) when ``Settings.refine`` names a method.
+3. Finger recovery (``refine.hands``) when ``Settings.fingers`` is on; it receives the part
+   map (255 outside BodyPix's own mask) and labels the fingers it adds as hand.
+4. Parts are the BodyPix part argmax restricted to the final person mask: pixels the stages
+   added get their argmax too, so every person pixel has a part and no part lies outside
+   the person, whatever the stages changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from . import decode
+from .bodypix import BodyPixModel
+from .imageio import as_rgb
+from .models import RuntimeOptions
+from .result import Result
+from .settings import Settings
+
+Progress = Callable[[float, str], None]
+
+_models: dict[tuple[object, ...], BodyPixModel] = {}
+
+
+def get_model(settings: Settings, runtime: RuntimeOptions | None = None) -> BodyPixModel:
+    """A BodyPix model for these settings, created once per process and reused."""
+    runtime = runtime or RuntimeOptions()
+    key = (settings.model_name, settings.architecture, runtime)
+    model = _models.get(key)
+    if model is None:
+        model = _models[key] = BodyPixModel(settings, runtime)
+    model.settings = settings  # inference knobs may differ between calls
+    return model
+
+
+def segment(
+    image: np.ndarray,
+    settings: Settings | None = None,
+    runtime: RuntimeOptions | None = None,
+    progress: Progress | None = None,
+) -> Result:
+    """Segment the people in ``image`` (HxW[x3|x4] uint8) with the full pipeline.
+
+    ``progress(fraction, message)`` is called between stages; raising from it cancels.
+    """
+    settings = settings or Settings()
+    runtime = runtime or RuntimeOptions()
+    report = progress or (lambda f, m: None)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = (now - clock) * 1000.0
+        clock = now
+
+    report(0.0, "Loading BodyPix")
+    rgb = as_rgb(image)
+    model = get_model(settings, runtime)
+    lap("load")
+    report(0.1, "Running BodyPix")
+    out = model.run(rgb)
+    lap("network")
+    report(0.4, "Decoding masks")
+    prob = decode.person_probability(out)
+    poses = [decode.single_pose(out)]
+    mask = np.where(prob > settings.segmentation_threshold, np.uint8(255), np.uint8(0))
+    # Parts are needed inside the person only; pixels later stages add are filled below.
+    parts = decode.part_argmax(out, where=mask >= 128)
+    lap("decode")
+    info: dict[str, object] = {"model": settings.model_name, "input_size": [out.geometry.input_height,
+                                                                             out.geometry.input_width]}
+    if out.geometry.capped:
+        info["capped_to"] = [out.geometry.work_height, out.geometry.work_width]
+
+    if settings.refine != "none":
+        report(0.55, "Refining edges")
+        from .refine import edges
+
+        mask = edges.refine(rgb, prob, mask, settings, runtime)
+        lap("refine")
+    if settings.fingers:
+        report(0.75, "Recovering fingers")
+        from .refine import hands
+
+        mask, parts, hand_info = hands.recover_fingers(rgb, mask, parts, poses, settings, runtime)
+        info["hands"] = hand_info
+        lap("fingers")
+    missing = (mask >= 128) & (parts == 255)
+    if missing.any():
+        parts = np.where(missing, decode.part_argmax(out, where=missing), parts)
+    part_map = decode.mask_parts(parts, mask)
+    lap("parts")
+    timings["total"] = sum(timings.values())
+    report(1.0, "Done")
+    return Result(mask, prob, part_map, poses, timings, info)
