@@ -198,9 +198,9 @@ def _spatial_dilation(node: TfjsNode, mode: str) -> tuple[int, int]:
 
 def _same_pads(kernel: tuple[int, int], dilation: tuple[int, int]) -> list[int]:
     """Static SAME padding for stride 1 (TF puts the odd pixel at the end): ONNX order [t, l, b, r]."""
-    total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    total = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
     begin = [t // 2 for t in total]
-    return begin + [t - b for t, b in zip(total, begin)]
+    return begin + [t - b for t, b in zip(total, begin, strict=True)]
 
 
 def _window_attrs(node: TfjsNode, kernel: tuple[int, int], strides: tuple[int, int],
@@ -324,7 +324,7 @@ def build_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray], dilat
             dims = [int(d.get("size", -1)) for d in node.attr["shape"]["shape"]["dim"]]
             if len(dims) != 4:
                 raise ConversionError(f"input {out} must be 4-D NHWC, not {dims}")
-            shape = [d if d > 0 else sym for d, sym in zip(dims, ("N", "H", "W", "C"))]
+            shape = [d if d > 0 else sym for d, sym in zip(dims, ("N", "H", "W", "C"), strict=True)]
             graph_inputs.append(helper.make_tensor_value_info(out + ":0", TensorProto.FLOAT, shape))
             b.add("Transpose", [out + ":0"], out, out + "__to_nchw", perm=[0, 3, 1, 2])
             b.channels[out] = dims[3]
