@@ -1,0 +1,318 @@
+"""Set up a models folder: from a local folder of official files, or by downloading them.
+
+``install()`` is what the installer calls; ``bodypix-gimp setup-models`` is the same from
+the command line.  The result is laid out like ``shared/models`` (``bodypix/onnx/...``,
+``mediapipe_hands/...``, ``rvm/...``, ``selfie_segmentation/...``) with a ``checksums.json``
+(relative path -> sha256) that :func:`bodypix_gimp.models.model_path` verifies on load.
+
+Sources, per BodyPix variant:
+- ``models_from=DIR``: copy ``DIR/bodypix/onnx/<file>.onnx`` when present (its sha256 must
+  match the manifest), else convert ``DIR/bodypix/tfjs/<...>/model-strideN.json`` (its
+  files must match the manifest's checksums where recorded).
+- no ``models_from``: download the official TF.js files (body-pix's URLs, or a mirror
+  given as ``base_url``), verify their checksums where recorded, convert them to ONNX.
+Helper models (hands, RVM, selfie) are copied from ``models_from`` (checksums verified);
+they have no TF.js-free download route yet, so a download-only install lists their
+official URLs instead.
+
+All-or-nothing: everything is prepared in a staging folder inside the target and moved in
+place only when every file has been verified; any failure leaves the target as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .download import ChecksumMismatchError, DownloadError, fetch, sha256_of
+from .manifest import (
+    BODYPIX_BASE_URL,
+    ManifestError,
+    aux_specs,
+    default_variants,
+    load_manifest,
+    onnx_checksums,
+    tfjs_relpath,
+    variant_spec,
+)
+
+Progress = Callable[[float, str], None]
+CHECKSUMS_FILE = "checksums.json"
+
+
+class SetupError(RuntimeError):
+    """The models could not be set up; the one-line message says which file and why."""
+
+
+@dataclass
+class InstallResult:
+    """What ``install`` put in place (relative path -> sha256) and what it left out, and why."""
+
+    target: Path
+    installed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _verify(path: Path, expected: str | None, label: str) -> str:
+    digest = sha256_of(path)
+    if expected is not None and digest != expected:
+        raise ChecksumMismatchError(
+            f"{path} does not match the recorded sha256 of {label} "
+            f"(expected {expected}, got {digest}); nothing was installed"
+        )
+    return digest
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+
+
+def _smoke_test(onnx_file: Path) -> None:
+    """Load the converted model in onnxruntime and run one tiny frame: catches a bad conversion now, not in GIMP."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    if not any("segments" in n for n in names):
+        raise SetupError(f"{onnx_file.name}: converted model has no segments output ({names})")
+    sess.run(None, {sess.get_inputs()[0].name: np.zeros((1, 33, 33, 3), np.float32)})
+
+
+class _Installer:
+    def __init__(self, staging: Path, manifest: dict[str, Any], models_from: Path | None, base_url: str,
+                 convert: bool, dilation: str, progress: Progress | None, timeout: float):
+        self.staging = staging
+        self.manifest = manifest
+        self.models_from = models_from
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.convert = convert
+        self.dilation = dilation
+        self.progress = progress
+        self.timeout = timeout
+        self.onnx_sha = onnx_checksums(manifest)
+        self.staged: dict[str, str] = {}
+        self.notes: list[str] = []
+
+    def report(self, fraction: float, message: str) -> None:
+        if self.progress is not None:
+            self.progress(max(0.0, min(fraction, 1.0)), message)
+
+    # -- BodyPix ---------------------------------------------------------------------------
+    def bodypix(self, name: str) -> None:
+        spec = variant_spec(name, self.manifest)
+        rel = spec["onnx_path"]
+        dst = self.staging / rel
+        if self.models_from is not None:
+            src = self.models_from / rel
+            if src.is_file() and not self.convert:
+                self.staged[rel] = _verify(src, self.onnx_sha.get(rel), rel)
+                _copy(src, dst)
+                return
+            model_json = self.models_from / spec["tfjs_path"]
+            if not model_json.is_file():
+                raise SetupError(
+                    f"{name}: neither {rel} nor {spec['tfjs_path']} is in {self.models_from}"
+                )
+            self._verify_tfjs(model_json, spec)
+        else:
+            model_json = self._download_tfjs(name, spec)
+        self._convert(model_json, dst)
+        self.staged[rel] = sha256_of(dst)
+        if spec.get("status") != "verified":
+            self.notes.append(f"{name}: status '{spec.get('status')}' - {spec.get('note', '')}".strip())
+
+    def _verify_tfjs(self, model_json: Path, spec: dict[str, Any]) -> None:
+        from .convert import shard_paths
+
+        known = spec.get("tfjs_sha256", {})
+        _verify(model_json, known.get(model_json.name), model_json.name)
+        for shard in shard_paths(json.loads(model_json.read_text())):
+            path = model_json.parent / shard
+            if not path.is_file():
+                raise SetupError(f"{model_json}: weight shard {shard} is missing")
+            _verify(path, known.get(shard), shard)
+
+    def _download_tfjs(self, name: str, spec: dict[str, Any]) -> Path:
+        from .convert import shard_paths
+
+        rel_url = tfjs_relpath(spec["url"])
+        url = self.base_url + rel_url
+        folder = self.staging / Path(spec["tfjs_path"]).parent
+        known = spec.get("tfjs_sha256", {})
+        model_json = folder / Path(rel_url).name
+        self.report(0.0, f"{name}: downloading {model_json.name}")
+        digest = fetch(url, model_json, known.get(model_json.name), timeout=self.timeout)
+        self.staged[spec["tfjs_path"]] = digest
+        try:
+            shards = shard_paths(json.loads(model_json.read_text()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise SetupError(f"{url} is not a TF.js graph model ({e}); nothing was installed") from None
+        unverified = [] if model_json.name in known else [model_json.name]
+        for shard in shards:
+            if "/" in shard or "\\" in shard or shard.startswith("."):
+                raise SetupError(f"{url}: refusing weight shard path {shard!r}")
+            dst = folder / shard
+            rel = (Path(spec["tfjs_path"]).parent / shard).as_posix()
+            if rel not in self.staged:  # stride 8 and 16 share their shards
+                self.staged[rel] = fetch(url.rsplit("/", 1)[0] + "/" + shard, dst, known.get(shard),
+                                         progress=lambda f, m, s=shard: self.report(f, f"{name}: {m}"),
+                                         timeout=self.timeout)
+                if shard not in known:
+                    unverified.append(shard)
+        if unverified:
+            self.notes.append(f"{name}: no recorded checksum for {', '.join(unverified)} (recorded at install)")
+        return model_json
+
+    def _convert(self, model_json: Path, dst: Path) -> None:
+        from .convert import convert_file
+
+        convert_file(model_json, dst, dilation=self.dilation)
+        _smoke_test(dst)
+
+    # -- helper models -----------------------------------------------------------------------
+    def aux(self, name: str, spec: dict[str, Any], required: bool) -> None:
+        rel = spec["path"]
+        if self.models_from is None:
+            self.notes.append(
+                f"{name}: not downloadable as a runtime ONNX yet; copy it with --from DIR "
+                f"(official source: {', '.join(spec.get('urls', [])) or spec.get('source', '?')})"
+            )
+            return
+        src = self.models_from / rel
+        if not src.is_file():
+            if required:
+                raise SetupError(f"{name}: {rel} is not in {self.models_from}")
+            self.notes.append(f"{name}: {rel} not in {self.models_from}, skipped")
+            return
+        self.staged[rel] = _verify(src, self.onnx_sha.get(rel), rel)
+        _copy(src, self.staging / rel)
+
+
+def install(target_dir: str | os.PathLike[str] | None = None, models_from: str | os.PathLike[str] | None = None,
+            variants: list[str] | None = None, aux: list[str] | None = None, progress: Progress | None = None, *,
+            convert: bool = False, base_url: str | None = None, dilation: str = "fixed",
+            timeout: float = 60.0) -> InstallResult:
+    """Install BodyPix variants (default: the verified ones) and helper models into ``target_dir``.
+
+    ``target_dir`` defaults to the per-user models folder.  ``aux=None`` takes every helper
+    model the source folder has; a list makes each named one required (``[]`` for none).
+    ``convert=True`` converts from the TF.js files even where an ONNX copy exists.
+    ``progress(fraction, message)`` is called as work proceeds.  Raises :class:`SetupError`,
+    :class:`~bodypix_gimp.download.DownloadError` (incl. checksum mismatches),
+    :class:`~bodypix_gimp.convert.ConversionError` or :class:`ManifestError`, always with
+    the target left untouched.
+    """
+    from .models import user_models_dir
+
+    start = time.perf_counter()
+    manifest = load_manifest()
+    names = list(variants) if variants else default_variants(manifest)
+    for name in names:
+        variant_spec(name, manifest)  # unknown names fail before any work
+    specs = aux_specs(manifest)
+    aux_names = list(specs) if aux is None else list(aux)
+    unknown = [a for a in aux_names if a not in specs]
+    if unknown:
+        raise ManifestError(f"Unknown helper model(s) {unknown}. Known: {', '.join(specs)}")
+
+    source = None
+    if models_from is not None:
+        source = Path(models_from).expanduser().resolve()
+        if not source.is_dir():
+            raise SetupError(f"--from folder does not exist: {source}")
+    target = Path(target_dir).expanduser() if target_dir else user_models_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
+    try:
+        inst = _Installer(staging, manifest, source, base_url or BODYPIX_BASE_URL, convert, dilation,
+                          progress, timeout)
+        steps = len(names) + len(aux_names)
+        for i, name in enumerate(names):
+            inst.report(i / steps, f"{name}")
+            inst.bodypix(name)
+        for j, name in enumerate(aux_names):
+            inst.report((len(names) + j) / steps, name)
+            inst.aux(name, specs[name], required=aux is not None)
+        _commit(staging, target, inst.staged)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    inst.report(1.0, "models ready")
+    return InstallResult(target=target.resolve(), installed=dict(inst.staged), notes=inst.notes,
+                         seconds=time.perf_counter() - start)
+
+
+def _commit(staging: Path, target: Path, staged: dict[str, str]) -> None:
+    """Move verified files in place and merge their checksums into ``checksums.json`` (atomic writes)."""
+    for rel in staged:
+        dst = target / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, dst)
+    record = target / CHECKSUMS_FILE
+    merged: dict[str, str] = {}
+    if record.is_file():
+        try:
+            merged = json.loads(record.read_text())
+        except ValueError:
+            merged = {}
+    merged.update(staged)
+    tmp = record.with_name(record.name + ".part")
+    tmp.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
+    os.replace(tmp, record)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "setup-models",
+        help="install the models: from a local folder of official files (--from) or by download",
+        description="Install BodyPix (converted from the official TF.js files to ONNX, no TensorFlow needed) "
+        "and the helper models into the models folder.",
+    )
+    p.add_argument("--from", dest="models_from", metavar="DIR",
+                   help="a folder laid out like shared/models (offline install); default: download")
+    p.add_argument("--target", metavar="DIR", help="models folder to fill (default: the per-user data folder)")
+    p.add_argument("--variant", action="append", metavar="NAME",
+                   help="BodyPix variant, repeatable (default: the verified ones; see `bodypix-gimp models`)")
+    p.add_argument("--no-aux", action="store_true", help="skip the helper models (hands, RVM, selfie)")
+    p.add_argument("--convert", action="store_true", help="convert from TF.js files even where an ONNX copy exists")
+    p.add_argument("--base-url", metavar="URL", help=f"mirror of {BODYPIX_BASE_URL}")
+    p.add_argument("--tfjs-dilation", action="store_true",
+                   help="keep TF.js's asymmetric (d,1) dilation in stride-8 models (reproduces the JS runtime)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .convert import ConversionError
+
+    def show(fraction: float, message: str) -> None:
+        print(f"\r[{fraction * 100:5.1f}%] {message[:70]:70s}", end="", file=sys.stderr, flush=True)
+
+    try:
+        result = install(args.target, args.models_from, args.variant, [] if args.no_aux else None,
+                         progress=show if sys.stderr.isatty() else None, convert=args.convert,
+                         base_url=args.base_url, dilation="tfjs" if args.tfjs_dilation else "fixed")
+    except (SetupError, DownloadError, ConversionError, ManifestError) as e:
+        print(f"\nbodypix-gimp: error: {e}", file=sys.stderr)
+        return 2
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"Installed {len(result.installed)} file(s) into {result.target} in {result.seconds:.1f} s")
+    for rel in sorted(result.installed):
+        print(f"  {rel}")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
