@@ -92,7 +92,7 @@ def _smoke_test(onnx_file: Path) -> None:
 
 class _Installer:
     def __init__(self, staging: Path, manifest: dict[str, Any], models_from: Path | None, base_url: str,
-                 convert: bool, dilation: str, progress: Progress | None, timeout: float):
+                 convert: bool, dilation: str, progress: Progress | None, timeout: float, retries: int):
         self.staging = staging
         self.manifest = manifest
         self.models_from = models_from
@@ -101,6 +101,7 @@ class _Installer:
         self.dilation = dilation
         self.progress = progress
         self.timeout = timeout
+        self.retries = retries
         self.onnx_sha = onnx_checksums(manifest)
         self.staged: dict[str, str] = {}
         self.notes: list[str] = []
@@ -153,7 +154,7 @@ class _Installer:
         known = spec.get("tfjs_sha256", {})
         model_json = folder / Path(rel_url).name
         self.report(0.0, f"{name}: downloading {model_json.name}")
-        digest = fetch(url, model_json, known.get(model_json.name), timeout=self.timeout)
+        digest = fetch(url, model_json, known.get(model_json.name), timeout=self.timeout, retries=self.retries)
         self.staged[spec["tfjs_path"]] = digest
         try:
             shards = shard_paths(json.loads(model_json.read_text()))
@@ -168,7 +169,7 @@ class _Installer:
             if rel not in self.staged:  # stride 8 and 16 share their shards
                 self.staged[rel] = fetch(url.rsplit("/", 1)[0] + "/" + shard, dst, known.get(shard),
                                          progress=lambda f, m, s=shard: self.report(f, f"{name}: {m}"),
-                                         timeout=self.timeout)
+                                         timeout=self.timeout, retries=self.retries)
                 if shard not in known:
                     unverified.append(shard)
         if unverified:
@@ -203,7 +204,7 @@ class _Installer:
 def install(target_dir: str | os.PathLike[str] | None = None, models_from: str | os.PathLike[str] | None = None,
             variants: list[str] | None = None, aux: list[str] | None = None, progress: Progress | None = None, *,
             convert: bool = False, base_url: str | None = None, dilation: str = "fixed",
-            timeout: float = 60.0) -> InstallResult:
+            timeout: float = 60.0, retries: int = 2) -> InstallResult:
     """Install BodyPix variants (default: the verified ones) and helper models into ``target_dir``.
 
     ``target_dir`` defaults to the per-user models folder.  ``aux=None`` takes every helper
@@ -237,7 +238,7 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
     try:
         inst = _Installer(staging, manifest, source, base_url or BODYPIX_BASE_URL, convert, dilation,
-                          progress, timeout)
+                          progress, timeout, retries)
         steps = len(names) + len(aux_names)
         for i, name in enumerate(names):
             inst.report(i / steps, f"{name}")
