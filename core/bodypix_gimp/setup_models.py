@@ -105,10 +105,13 @@ class _Installer:
         self.onnx_sha = onnx_checksums(manifest)
         self.staged: dict[str, str] = {}
         self.notes: list[str] = []
+        self.step = (0.0, 1.0)  # (start, width) of the current step in the overall fraction
 
     def report(self, fraction: float, message: str) -> None:
+        """Progress within the current step (0..1), mapped onto the whole install."""
         if self.progress is not None:
-            self.progress(max(0.0, min(fraction, 1.0)), message)
+            start, width = self.step
+            self.progress(start + width * max(0.0, min(fraction, 1.0)), message)
 
     # -- BodyPix ---------------------------------------------------------------------------
     def bodypix(self, name: str) -> None:
@@ -168,7 +171,7 @@ class _Installer:
             rel = (Path(spec["tfjs_path"]).parent / shard).as_posix()
             if rel not in self.staged:  # stride 8 and 16 share their shards
                 self.staged[rel] = fetch(url.rsplit("/", 1)[0] + "/" + shard, dst, known.get(shard),
-                                         progress=lambda f, m, s=shard: self.report(f, f"{name}: {m}"),
+                                         progress=lambda f, m: self.report(f, f"{name}: {m}"),
                                          timeout=self.timeout, retries=self.retries)
                 if shard not in known:
                     unverified.append(shard)
@@ -239,16 +242,18 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
     try:
         inst = _Installer(staging, manifest, source, base_url or BODYPIX_BASE_URL, convert, dilation,
                           progress, timeout, retries)
-        steps = len(names) + len(aux_names)
-        for i, name in enumerate(names):
-            inst.report(i / steps, f"{name}")
-            inst.bodypix(name)
-        for j, name in enumerate(aux_names):
-            inst.report((len(names) + j) / steps, name)
-            inst.aux(name, specs[name], required=aux is not None)
+        steps = max(1, len(names) + len(aux_names))
+        for i, name in enumerate(names + aux_names):
+            inst.step = (i / steps, 1.0 / steps)
+            inst.report(0.0, name)
+            if i < len(names):
+                inst.bodypix(name)
+            else:
+                inst.aux(name, specs[name], required=aux is not None)
         _commit(staging, target, inst.staged)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    inst.step = (0.0, 1.0)
     inst.report(1.0, "models ready")
     return InstallResult(target=target.resolve(), installed=dict(inst.staged), notes=inst.notes,
                          seconds=time.perf_counter() - start)
