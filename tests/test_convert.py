@@ -287,3 +287,17 @@ def test_missing_shard_and_unsupported_op(models_dir, tmp_path):
     path.write_text("{not json")
     with pytest.raises(ConversionError, match="is not a TF.js graph model"):
         convert(path)
+
+
+def test_selfie_segmentation_tfjs_converts_exactly(models_dir, selfie_astronaut):
+    """A second real graph (float16 weights, AvgPool, ResizeBilinear, transposed conv, AddN):
+    the MediaPipe Selfie TF.js copy converts to what the reference ONNX computes."""
+    import cv2
+
+    folder = models_dir / "selfie_segmentation"
+    img, _ = selfie_astronaut
+    x = (cv2.resize(img, (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0)[None]
+    new = ort.InferenceSession(convert(folder / "tfjs" / "selfie.json").SerializeToString()).run(None, {"input_1:0": x})
+    ref = ort.InferenceSession(str(folder / "selfie_segmentation_256.onnx")).run(None, {"input_1:0": x})
+    assert new[0].shape == ref[0].shape == (1, 256, 256, 1)
+    assert float(np.abs(new[0] - ref[0]).max()) < 1e-5

@@ -1,7 +1,8 @@
 """Model setup: download (from a local HTTP server serving the real files), local-folder install, faults.
 
-The server on 127.0.0.1 serves ``shared/models/bodypix/tfjs`` exactly as Google's bucket
-lays it out, so ``base_url`` stands in for ``https://storage.googleapis.com/.../bodypix/``.
+The server on 127.0.0.1 serves ``shared/models``; below ``bodypix/tfjs/`` the files are laid
+out as in Google's bucket, so ``<server>/bodypix/tfjs/`` stands in for
+``https://storage.googleapis.com/.../bodypix/`` (and ``selfie_segmentation/tfjs/`` for the npm CDN).
 Faults (corrupted bytes, a connection closed mid-file, 404) are injected per path.
 """
 
@@ -26,6 +27,7 @@ from bodypix_gimp.setup_models import SetupError, install
 Q2_16 = "mobilenet075-quant2-stride16"
 F050_8 = "mobilenet050-float-stride8"
 SHARD_075 = "mobilenet/quant2/075/group1-shard1of1.bin"
+SERVED_SHARD = "bodypix/tfjs/" + SHARD_075
 
 
 class Server:
@@ -59,6 +61,7 @@ class Server:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.bodypix = self.aux = self.url
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -69,7 +72,9 @@ class Server:
 
 @pytest.fixture
 def server(models_dir) -> Iterator[Server]:
-    s = Server(models_dir / "bodypix" / "tfjs")
+    s = Server(models_dir)
+    s.bodypix = s.url + "bodypix/tfjs/"
+    s.aux = s.url + "selfie_segmentation/tfjs/"
     yield s
     s.close()
 
@@ -84,7 +89,7 @@ def tree(folder: Path) -> list[str]:
 
 def test_download_and_convert(server, tmp_path, models_dir):
     seen: list[float] = []
-    result = install(tmp_path, variants=[Q2_16, F050_8], base_url=server.url,
+    result = install(tmp_path, variants=[Q2_16, F050_8], base_url=server.bodypix, aux_base_url=server.aux,
                      progress=lambda f, m: seen.append(f))
     rel = models.bodypix_relpath(Q2_16)
     # official tfjs files kept beside the ONNX, byte-identical to the originals
@@ -103,43 +108,52 @@ def test_download_and_convert(server, tmp_path, models_dir):
     ref = ort.InferenceSession(str(models_dir / rel)).run(["float_segments:0"], {"sub_2:0": x})[0]
     assert float(np.abs(new - ref).max()) < 2e-3
     assert seen == sorted(seen) and seen[-1] == 1.0  # monotonic, ends at 1
-    # helper models have no TF.js-free download: the result says where they come from
+    # the selfie model is downloaded as TF.js and converted: same outputs as the reference file
+    selfie = "selfie_segmentation/selfie_segmentation_256.onnx"
+    assert selfie in record and sha(tmp_path / "selfie_segmentation/tfjs/selfie.bin") == sha(
+        models_dir / "selfie_segmentation/tfjs/selfie.bin")
+    x = np.random.default_rng(2).uniform(0, 1, (1, 256, 256, 3)).astype(np.float32)
+    new = ort.InferenceSession(str(tmp_path / selfie)).run(None, {"input_1:0": x})[0]
+    ref = ort.InferenceSession(str(models_dir / selfie)).run(None, {"input_1:0": x})[0]
+    assert float(np.abs(new - ref).max()) < 1e-5
+    # the other helper models have no TF.js-free download: the result says where they come from
     assert any("rvm" in n and "RobustVideoMatting" in n for n in result.notes)
+    assert not (tmp_path / "rvm").exists()
     assert not list(tmp_path.glob(".staging-*"))
 
 
 def test_checksum_mismatch_keeps_nothing(server, tmp_path):
     (tmp_path / "keep.txt").write_text("user file")
-    server.faults[SHARD_075] = "corrupt"
+    server.faults[SERVED_SHARD] = "corrupt"
     with pytest.raises(ChecksumMismatchError, match="group1-shard1of1.bin.*does not match its recorded sha256"):
-        install(tmp_path, variants=[F050_8, Q2_16], base_url=server.url)
+        install(tmp_path, variants=[F050_8, Q2_16], base_url=server.bodypix, aux=[])
     # the float model downloaded fine, but the install is all-or-nothing
     assert tree(tmp_path) == ["keep.txt"]
-    assert server.hits.count(SHARD_075) == 1  # a wrong checksum is not retried
+    assert server.hits.count(SERVED_SHARD) == 1  # a wrong checksum is not retried
 
 
 def test_truncated_download_keeps_nothing(server, tmp_path):
-    server.faults[SHARD_075] = "truncate"
+    server.faults[SERVED_SHARD] = "truncate"
     with pytest.raises(DownloadError, match="could not download group1-shard1of1.bin"):
-        install(tmp_path, variants=[Q2_16], base_url=server.url, retries=1)
+        install(tmp_path, variants=[Q2_16], base_url=server.bodypix, retries=1, aux=[])
     assert tree(tmp_path) == []
-    assert server.hits.count(SHARD_075) == 2  # retried once
+    assert server.hits.count(SERVED_SHARD) == 2  # retried once
 
 
 def test_fetch_truncated_without_checksum_and_404(server, tmp_path):
     """Without a recorded checksum the length check alone must catch a short file."""
-    server.faults[SHARD_075] = "truncate"
+    server.faults[SERVED_SHARD] = "truncate"
     with pytest.raises(DownloadError):
-        fetch(server.url + SHARD_075, tmp_path / "x.bin", None, retries=0)
+        fetch(server.bodypix + SHARD_075, tmp_path / "x.bin", None, retries=0)
     with pytest.raises(DownloadError, match="nope.json"):
-        fetch(server.url + "mobilenet/nope.json", tmp_path / "nope.json", retries=3)
-    assert server.hits.count("mobilenet/nope.json") == 1  # 404 is not retried
+        fetch(server.bodypix + "mobilenet/nope.json", tmp_path / "nope.json", retries=3)
+    assert server.hits.count("bodypix/tfjs/mobilenet/nope.json") == 1  # 404 is not retried
     assert tree(tmp_path) == []
 
 
 def test_fetch_progress_and_digest(server, tmp_path, models_dir):
     seen: list[float] = []
-    digest = fetch(server.url + SHARD_075, tmp_path / "s.bin", progress=lambda f, m: seen.append(f))
+    digest = fetch(server.bodypix + SHARD_075, tmp_path / "s.bin", progress=lambda f, m: seen.append(f))
     assert digest == sha(models_dir / "bodypix" / "tfjs" / SHARD_075) == sha(tmp_path / "s.bin")
     assert seen == sorted(seen) and seen[-1] == 1.0
 

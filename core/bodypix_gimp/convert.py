@@ -256,6 +256,27 @@ def _conv(b: _Builder, node: TfjsNode, bias: str | None, activation: str | None,
         _activation(b, activation, conv_out, out, node.name + "/" + activation)
 
 
+def _conv_transpose(b: _Builder, node: TfjsNode, out: str) -> None:
+    """TF ``Conv2DBackpropInput`` (transposed conv) with its static output size -> ONNX ``ConvTranspose``."""
+    _check_layout(node)
+    sizes, filt, x = node.inputs
+    out_h, out_w = (int(v) for v in b.consts[sizes].reshape(-1)[1:3])
+    w = b.consts[filt]  # [kh, kw, out_c, in_c] -> [in_c, out_c, kh, kw]
+    kh, kw, cout, _ = w.shape
+    s = node.ints("strides", (1, 1, 1, 1))
+    padding = node.string("padding", "VALID")
+    pads, extra = [], []
+    for size, k, st in ((out_h, kh, s[1]), (out_w, kw, s[2])):
+        n_in = -(-size // st) if padding == "SAME" else (size - k) // st + 1
+        total = max((n_in - 1) * st + k - size, 0) if padding == "SAME" else 0
+        pads.append((total // 2, total - total // 2))
+        extra.append(size - ((n_in - 1) * st + k - total))
+    b.add("ConvTranspose", [b.ref(x), b.const(filt + "__iohw", np.ascontiguousarray(w.transpose(3, 2, 0, 1)))],
+          out, out, kernel_shape=[kh, kw], strides=[s[1], s[2]],
+          pads=[pads[0][0], pads[1][0], pads[0][1], pads[1][1]], output_padding=extra)
+    b.channels[out] = cout
+
+
 def _activation(b: _Builder, op: str, x: str, out: str, name: str) -> None:
     if op == "Relu6":
         lo = b.const("__relu6_min", np.array(0.0, np.float32))
@@ -375,6 +396,25 @@ def build_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray], dilat
                 ins.append(b.const(out + "__value", consts[node.inputs[2]].astype(np.float32).reshape(())))
             b.add("Pad", ins, out, out, mode="constant")
             b.channels[out] = b.channels.get(node.inputs[0], 0)
+        elif op in ("ResizeBilinear", "ResizeNearestNeighbor"):
+            size = [int(v) for v in consts[node.inputs[1]].reshape(-1)]
+            channels = b.channels.get(node.inputs[0], 0)
+            if not channels:
+                raise ConversionError(f"node {out}: channel count of the input is unknown")
+            if node.boolean("align_corners"):
+                coord = "align_corners"
+            elif node.boolean("half_pixel_centers"):
+                coord = "half_pixel" if op == "ResizeBilinear" else "tf_half_pixel_for_nn"
+            else:
+                coord = "asymmetric"
+            sizes = b.const(out + "__sizes", np.array([1, channels, *size], np.int64))
+            b.add("Resize", [b.ref(node.inputs[0]), "", "", sizes], out, out,
+                  mode="linear" if op == "ResizeBilinear" else "nearest", coordinate_transformation_mode=coord,
+                  **({"nearest_mode": "floor" if coord == "asymmetric" else "round_prefer_ceil"}
+                     if op != "ResizeBilinear" else {}))
+            b.channels[out] = channels
+        elif op == "Conv2DBackpropInput":
+            _conv_transpose(b, node, out)
         elif op == "ConcatV2":
             axis = int(consts[node.inputs[-1]])
             ins = [b.ref(i) for i in node.inputs[:-1]]

@@ -11,8 +11,9 @@ Sources, per BodyPix variant:
   files must match the manifest's checksums where recorded).
 - no ``models_from``: download the official TF.js files (body-pix's URLs, or a mirror
   given as ``base_url``), verify their checksums where recorded, convert them to ONNX.
-Helper models (hands, RVM, selfie) are copied from ``models_from`` (checksums verified);
-they have no TF.js-free download route yet, so a download-only install lists their
+Helper models (hands, RVM, selfie) are copied from ``models_from`` (checksums verified).
+Without it, the selfie model is downloaded as TF.js and converted; the hand and RVM models
+have no TensorFlow-free route to their runtime ONNX yet, so the result lists their
 official URLs instead.
 
 All-or-nothing: everything is prepared in a staging folder inside the target and moved in
@@ -78,21 +79,26 @@ def _copy(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
-def _smoke_test(onnx_file: Path) -> None:
-    """Load the converted model in onnxruntime and run one tiny frame: catches a bad conversion now, not in GIMP."""
+def _smoke_test(onnx_file: Path, require: str | None = "segments") -> None:
+    """Load a converted model in onnxruntime and run one small frame: a bad conversion fails now, not in GIMP."""
     import numpy as np
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
-    if not any("segments" in n for n in names):
-        raise SetupError(f"{onnx_file.name}: converted model has no segments output ({names})")
-    sess.run(None, {sess.get_inputs()[0].name: np.zeros((1, 33, 33, 3), np.float32)})
+    if require and not any(require in n for n in names):
+        raise SetupError(f"{onnx_file.name}: converted model has no {require} output ({names})")
+    inp = sess.get_inputs()[0]
+    shape = [d if isinstance(d, int) and d > 0 else 33 for d in inp.shape]
+    outs = sess.run(None, {inp.name: np.zeros(shape, np.float32)})
+    if not all(np.isfinite(o).all() for o in outs):
+        raise SetupError(f"{onnx_file.name}: converted model produces non-finite values")
 
 
 class _Installer:
     def __init__(self, staging: Path, manifest: dict[str, Any], models_from: Path | None, base_url: str,
-                 convert: bool, dilation: str, progress: Progress | None, timeout: float, retries: int):
+                 convert: bool, dilation: str, progress: Progress | None, timeout: float, retries: int,
+                 aux_base_url: str | None = None):
         self.staging = staging
         self.manifest = manifest
         self.models_from = models_from
@@ -102,6 +108,7 @@ class _Installer:
         self.progress = progress
         self.timeout = timeout
         self.retries = retries
+        self.aux_base_url = aux_base_url
         self.onnx_sha = onnx_checksums(manifest)
         self.staged: dict[str, str] = {}
         self.notes: list[str] = []
@@ -149,16 +156,18 @@ class _Installer:
             _verify(path, known.get(shard), shard)
 
     def _download_tfjs(self, name: str, spec: dict[str, Any]) -> Path:
+        url = self.base_url + tfjs_relpath(spec["url"])
+        return self._fetch_tfjs(name, url, spec["tfjs_path"], spec.get("tfjs_sha256", {}))
+
+    def _fetch_tfjs(self, name: str, url: str, json_rel: str, known: dict[str, str]) -> Path:
+        """Download a TF.js model JSON and the shards it lists into the staging folder, verified."""
         from .convert import shard_paths
 
-        rel_url = tfjs_relpath(spec["url"])
-        url = self.base_url + rel_url
-        folder = self.staging / Path(spec["tfjs_path"]).parent
-        known = spec.get("tfjs_sha256", {})
-        model_json = folder / Path(rel_url).name
+        folder_rel = Path(json_rel).parent
+        model_json = self.staging / json_rel
         self.report(0.0, f"{name}: downloading {model_json.name}")
-        digest = fetch(url, model_json, known.get(model_json.name), timeout=self.timeout, retries=self.retries)
-        self.staged[spec["tfjs_path"]] = digest
+        self.staged[json_rel] = fetch(url, model_json, known.get(model_json.name), timeout=self.timeout,
+                                      retries=self.retries)
         try:
             shards = shard_paths(json.loads(model_json.read_text()))
         except (ValueError, KeyError, TypeError) as e:
@@ -167,10 +176,9 @@ class _Installer:
         for shard in shards:
             if "/" in shard or "\\" in shard or shard.startswith("."):
                 raise SetupError(f"{url}: refusing weight shard path {shard!r}")
-            dst = folder / shard
-            rel = (Path(spec["tfjs_path"]).parent / shard).as_posix()
+            rel = (folder_rel / shard).as_posix()
             if rel not in self.staged:  # stride 8 and 16 share their shards
-                self.staged[rel] = fetch(url.rsplit("/", 1)[0] + "/" + shard, dst, known.get(shard),
+                self.staged[rel] = fetch(url.rsplit("/", 1)[0] + "/" + shard, self.staging / rel, known.get(shard),
                                          progress=lambda f, m: self.report(f, f"{name}: {m}"),
                                          timeout=self.timeout, retries=self.retries)
                 if shard not in known:
@@ -179,15 +187,24 @@ class _Installer:
             self.notes.append(f"{name}: no recorded checksum for {', '.join(unverified)} (recorded at install)")
         return model_json
 
-    def _convert(self, model_json: Path, dst: Path) -> None:
+    def _convert(self, model_json: Path, dst: Path, require: str | None = "segments") -> None:
         from .convert import convert_file
 
         convert_file(model_json, dst, dilation=self.dilation)
-        _smoke_test(dst)
+        _smoke_test(dst, require)
 
     # -- helper models -----------------------------------------------------------------------
     def aux(self, name: str, spec: dict[str, Any], required: bool) -> None:
         rel = spec["path"]
+        if self.models_from is None and "tfjs" in spec:
+            # no TF.js-free download of the runtime file: fetch the TF.js copy and convert it
+            src = spec["tfjs"]
+            base = self.aux_base_url or src["base_url"]
+            json_name = Path(src["path"]).name
+            model_json = self._fetch_tfjs(name, base.rstrip("/") + "/" + json_name, src["path"], src["sha256"])
+            self._convert(model_json, self.staging / rel, require=None)
+            self.staged[rel] = sha256_of(self.staging / rel)
+            return
         if self.models_from is None:
             self.notes.append(
                 f"{name}: not downloadable as a runtime ONNX yet; copy it with --from DIR "
@@ -207,12 +224,13 @@ class _Installer:
 def install(target_dir: str | os.PathLike[str] | None = None, models_from: str | os.PathLike[str] | None = None,
             variants: list[str] | None = None, aux: list[str] | None = None, progress: Progress | None = None, *,
             convert: bool = False, base_url: str | None = None, dilation: str = "fixed",
-            timeout: float = 60.0, retries: int = 2) -> InstallResult:
+            timeout: float = 60.0, retries: int = 2, aux_base_url: str | None = None) -> InstallResult:
     """Install BodyPix variants (default: the verified ones) and helper models into ``target_dir``.
 
     ``target_dir`` defaults to the per-user models folder.  ``aux=None`` takes every helper
     model the source folder has; a list makes each named one required (``[]`` for none).
     ``convert=True`` converts from the TF.js files even where an ONNX copy exists.
+    ``base_url`` / ``aux_base_url`` replace the official download locations (mirrors, tests).
     ``progress(fraction, message)`` is called as work proceeds.  Raises :class:`SetupError`,
     :class:`~bodypix_gimp.download.DownloadError` (incl. checksum mismatches),
     :class:`~bodypix_gimp.convert.ConversionError` or :class:`ManifestError`, always with
@@ -241,7 +259,7 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
     try:
         inst = _Installer(staging, manifest, source, base_url or BODYPIX_BASE_URL, convert, dilation,
-                          progress, timeout, retries)
+                          progress, timeout, retries, aux_base_url)
         steps = max(1, len(names) + len(aux_names))
         for i, name in enumerate(names + aux_names):
             inst.step = (i / steps, 1.0 / steps)
