@@ -254,6 +254,9 @@ def test_conversion_is_fast(models_dir, tmp_path):
         convert_file(tfjs_json(models_dir, quant, mult, stride), tmp_path / f"{quant}{mult}{stride}.onnx")
     seconds = time.perf_counter() - start
     print(f"converted 4 variants in {seconds:.2f} s")
+    # deterministic: the same input gives the same bytes (so checksums.json is reproducible)
+    again = convert_file(tfjs_json(models_dir, "quant2", "075", 8), tmp_path / "again.onnx")
+    assert again.read_bytes() == (tmp_path / "quant20758.onnx").read_bytes()
     assert seconds < 30  # generous for a loaded CI box; typically well under 2 s
 
 

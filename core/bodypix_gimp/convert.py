@@ -323,7 +323,12 @@ def _plan_bias_fusion(nodes: list[TfjsNode], consts: dict[str, np.ndarray]) -> d
 def build_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray], dilation: str = "fixed",
                name: str = "bodypix") -> Any:
     """The ONNX ``ModelProto`` for a parsed tfjs graph model and its weights (see module docstring)."""
-    from onnx import TensorProto, helper, numpy_helper
+    try:
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise ConversionError(
+            "converting TF.js models needs the 'onnx' package: pip install 'bodypix-gimp[convert]'"
+        ) from None
 
     if dilation not in DILATION_MODES:
         raise ValueError(f"dilation must be one of {DILATION_MODES}, not {dilation!r}")
