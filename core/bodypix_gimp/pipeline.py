@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import decode
+from . import poses as poses_mod
 from .bodypix import BodyPixModel
 from .imageio import as_rgb
 from .models import RuntimeOptions
@@ -71,7 +72,9 @@ def segment(
     report(0.4, "Decoding masks")
     prob = decode.person_probability(out)
     parts = decode.part_argmax(out)
-    poses = [decode.single_pose(out)]
+    raw_poses = poses_mod.decode_raw(out, settings.max_detections, settings.score_threshold,
+                                     settings.nms_radius)
+    poses = [poses_mod.to_photo(r, out.geometry) for r in raw_poses]  # body-pix segmentPerson's allPoses
     mask = np.where(prob > settings.segmentation_threshold, np.uint8(255), np.uint8(0))
     lap("decode")
     info: dict[str, object] = {"model": settings.model_name, "input_size": [out.geometry.input_height,
@@ -94,6 +97,15 @@ def segment(
         lap("fingers")
     part_map = decode.mask_parts(parts, mask)
     lap("parts")
+    persons, instance_map = [], None
+    if settings.multi_person:
+        report(0.9, "Separating people")
+        from .instances import build_persons
+
+        persons, instance_map, info["instances"] = build_persons(
+            out, raw_poses, mask, part_map, settings.score_threshold, settings.refine_steps,
+            settings.min_keypoint_score)
+        lap("persons")
     timings["total"] = sum(timings.values())
     report(1.0, "Done")
-    return Result(mask, prob, part_map, poses, timings, info)
+    return Result(mask, prob, part_map, poses, timings, info, persons, instance_map)
