@@ -4,9 +4,11 @@ Stages, each a plain array function so the evaluation harness can combine them f
 
 1. BodyPix forward pass (``bodypix``), decoded at full resolution (``decode``).
 2. Edge refinement (``refine.edges``) when ``Settings.refine`` names a method.
-3. Finger recovery (``refine.hands``) when ``Settings.fingers`` is on.
-4. Parts are the BodyPix part argmax restricted to the final person mask, so every person
-   pixel has a part and no part lies outside the person, whatever the stages changed.
+3. Finger recovery (``refine.hands``) when ``Settings.fingers`` is on; it receives the part
+   map (255 outside BodyPix's own mask) and labels the fingers it adds as hand.
+4. Parts are the BodyPix part argmax restricted to the final person mask: pixels the stages
+   added get their argmax too, so every person pixel has a part and no part lies outside
+   the person, whatever the stages changed.
 """
 
 from __future__ import annotations
@@ -71,11 +73,12 @@ def segment(
     lap("network")
     report(0.4, "Decoding masks")
     prob = decode.person_probability(out)
-    parts = decode.part_argmax(out)
     raw_poses = poses_mod.decode_raw(out, settings.max_detections, settings.score_threshold,
                                      settings.nms_radius)
     poses = [poses_mod.to_photo(r, out.geometry) for r in raw_poses]  # body-pix segmentPerson's allPoses
     mask = np.where(prob > settings.segmentation_threshold, np.uint8(255), np.uint8(0))
+    # Parts are needed inside the person only; pixels later stages add are filled below.
+    parts = decode.part_argmax(out, where=mask >= 128)
     lap("decode")
     info: dict[str, object] = {"model": settings.model_name, "input_size": [out.geometry.input_height,
                                                                              out.geometry.input_width]}
@@ -95,6 +98,9 @@ def segment(
         mask, parts, hand_info = hands.recover_fingers(rgb, mask, parts, poses, settings, runtime)
         info["hands"] = hand_info
         lap("fingers")
+    missing = (mask >= 128) & (parts == 255)
+    if missing.any():
+        parts = np.where(missing, decode.part_argmax(out, where=missing), parts)
     part_map = decode.mask_parts(parts, mask)
     lap("parts")
     persons, instance_map = [], None
