@@ -275,8 +275,10 @@ def machine_info() -> dict[str, Any]:
 
     from .models import choose_providers
 
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None  # other work on the machine skews timings
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "onnxruntime": ort.__version__, "providers": choose_providers()}
+            "onnxruntime": ort.__version__, "providers": choose_providers(),
+            "load_average_1_5_15": [round(x, 2) for x in load] if load else None}
 
 
 def _fmt(x: float | None, spec: str = ".0f") -> str:
@@ -323,7 +325,8 @@ def markdown_report(report: dict[str, Any], table: str) -> str:
     lines = [
         "# bodypix-gimp benchmark", "",
         f"Machine: {m['platform']}, {m['cpus']} CPUs, Python {m['python']}, onnxruntime {m['onnxruntime']} "
-        f"({', '.join(m['providers'])}).",
+        f"({', '.join(m['providers'])}); load average at the end {m['load_average_1_5_15']} "
+        "(well above the CPU count means other work skewed the timings).",
         f"Photo: `{report['photo']}` resized (Lanczos) to each size. Median of {report['repeat']} runs after "
         "one warm-up run; each case in a fresh process, peak = RSS high-water mark of that process "
         "(interpreter, libraries, model, photo and pipeline).",
