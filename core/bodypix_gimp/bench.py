@@ -3,7 +3,7 @@
 For each model and photo size (real photos resized to 0.25, 2, 12 MP; 24 MP for memory) one
 fresh subprocess loads the photo, runs ``segment`` once to warm up and then ``--repeat``
 times, and reports the median wall time, the per-stage timings and the RSS high-water mark
-(``resource.getrusage``; a fresh process per case keeps one case's peak from hiding another's).
+(``VmHWM``, else ``getrusage``; a fresh process per case keeps one case's peak from hiding another's).
 
 The same photos go through the reference, TF.js body-pix 2.2.1 ``segmentPerson`` on its wasm
 backend (``tests/reference``, needs a source checkout plus Node and npm), with the same
@@ -108,13 +108,25 @@ def bench_models(args: argparse.Namespace, settings: Any) -> list[str]:
 
 
 def peak_rss_mb() -> float | None:
-    """RSS high-water mark of this process in MiB (None where ``resource`` is missing, e.g. Windows)."""
+    """RSS high-water mark of this process in MiB (None where it cannot be read, e.g. Windows).
+
+    Linux: ``VmHWM`` from /proc, which belongs to this program's own memory map.  Not
+    ``ru_maxrss``: Linux keeps that across fork+exec, so a child would report its parent's
+    peak (the bench parent holds the 24 MP photos) whenever that is the larger one.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
