@@ -115,6 +115,16 @@ def test_other_internal_resolutions_match_reference(small_photos, resolution):
         assert agree >= MIN_PART_AGREEMENT, f"{resolution} {name}: part agreement {agree:.4f} vs TF.js"
 
 
+def test_hd_photo_matches_reference():
+    # A 1080p portrait (2 MP): large upsampling factors in the decode, still below the input cap.
+    photo = EVAL / "p3m_demo_pseudo" / "images" / "p_09ba26b4.jpg"
+    case = Case(photo.stem, load(photo), np.zeros(0, np.uint8))
+    settings = settings_for("mobilenet075-quant2-stride16")
+    (name, mask_iou, agree), = compare_masks([case], settings, reference([case], settings))
+    print(name, mask_iou, agree)
+    assert mask_iou >= MIN_IOU and agree >= MIN_PART_AGREEMENT, (name, mask_iou, agree)
+
+
 def keypoint_errors(our_pose, ref_pose) -> dict[str, float]:
     """Distance in photo pixels per keypoint the reference is confident about."""
     mine = {k.part: k for k in our_pose.keypoints}
