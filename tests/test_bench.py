@@ -38,7 +38,7 @@ def test_quick_bench_writes_a_sane_report(tmp_path, capsys):
     # peak RSS: at least interpreter + numpy + onnxruntime + model, far below a gigabyte here
     assert 40 < raw["peak_rss_mb"] < 1024 and raw["base_rss_mb"] <= raw["peak_rss_mb"]
     assert raw["person_pixels"] > 0.05 * row["width"] * row["height"]  # jim is found
-    assert row["tfjs_wasm"] == {"error": "skipped (--no-reference)"}
+    assert row["tfjs"] == {"backend": "wasm", "error": "skipped (--no-reference)"}
     assert "bench" in capsys.readouterr().out
 
 
@@ -53,7 +53,7 @@ def test_bench_times_extra_stages_separately(tmp_path):
 @pytest.mark.reference
 def test_quick_bench_compares_with_tfjs_wasm(tmp_path):
     row = run_quick(tmp_path)["rows"][0]
-    ref = row["tfjs_wasm"]
+    ref = row["tfjs"]
     assert "error" not in ref, ref
     assert ref["wasm"]["simd"] is True
     assert ref["ms"] > 0 and row["speedup"] == pytest.approx(ref["ms"] / row["raw"]["ms"])
