@@ -329,17 +329,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .convert import ConversionError
 
+    tty = sys.stderr.isatty()
+
     def show(fraction: float, message: str) -> None:
         print(f"\r[{fraction * 100:5.1f}%] {message[:70]:70s}", end="", file=sys.stderr, flush=True)
 
     try:
         result = install(args.target, args.models_from, args.variant, [] if args.no_aux else None,
-                         progress=show if sys.stderr.isatty() else None, convert=args.convert,
+                         progress=show if tty else None, convert=args.convert,
                          base_url=args.base_url, dilation="tfjs" if args.tfjs_dilation else "fixed")
     except (SetupError, DownloadError, ConversionError, ManifestError) as e:
-        print(f"\nbodypix-gimp: error: {e}", file=sys.stderr)
+        print(f"{chr(10) if tty else ''}bodypix-gimp: error: {e}", file=sys.stderr)
         return 2
-    if sys.stderr.isatty():
+    if tty:
         print(file=sys.stderr)
     print(f"Installed {len(result.installed)} file(s) into {result.target} in {result.seconds:.1f} s")
     for rel in sorted(result.installed):
