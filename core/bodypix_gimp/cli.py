@@ -15,6 +15,7 @@ SUBCOMMANDS = [
     "bodypix_gimp.cli_segment",
     "bodypix_gimp.cli_models",
     "bodypix_gimp.setup_models",
+    "bodypix_gimp.bench",
 ]
 
 

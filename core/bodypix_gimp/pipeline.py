@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import decode
+from . import poses as poses_mod
 from .bodypix import BodyPixModel
 from .imageio import as_rgb
 from .models import RuntimeOptions
@@ -72,7 +73,9 @@ def segment(
     lap("network")
     report(0.4, "Decoding masks")
     prob = decode.person_probability(out)
-    poses = [decode.single_pose(out)]
+    raw_poses = poses_mod.decode_raw(out, settings.max_detections, settings.score_threshold,
+                                     settings.nms_radius)
+    poses = [poses_mod.to_photo(r, out.geometry) for r in raw_poses]  # body-pix segmentPerson's allPoses
     mask = np.where(prob > settings.segmentation_threshold, np.uint8(255), np.uint8(0))
     # Parts are needed inside the person only; pixels later stages add are filled below.
     parts = decode.part_argmax(out, where=mask >= 128)
@@ -100,6 +103,15 @@ def segment(
         parts = np.where(missing, decode.part_argmax(out, where=missing), parts)
     part_map = decode.mask_parts(parts, mask)
     lap("parts")
+    persons, instance_map = [], None
+    if settings.multi_person:
+        report(0.9, "Separating people")
+        from .instances import build_persons
+
+        persons, instance_map, info["instances"] = build_persons(
+            out, raw_poses, mask, part_map, settings.score_threshold, settings.refine_steps,
+            settings.min_keypoint_score)
+        lap("persons")
     timings["total"] = sum(timings.values())
     report(1.0, "Done")
-    return Result(mask, prob, part_map, poses, timings, info)
+    return Result(mask, prob, part_map, poses, timings, info, persons, instance_map)
