@@ -232,7 +232,8 @@ def test_resnet50_topology_converts_and_runs(models_dir, photo):
             pad = 3 if spec["name"] == "resnet_v1_50/Pad/paddings" else 1  # 7x7 stem, else 3x3
             weights[spec["name"]] = np.array([[0, 0], [pad, pad], [pad, pad], [0, 0]], np.int32)
         elif len(shape) == 4:  # He init keeps activations finite through 50 layers
-            weights[spec["name"]] = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.prod(shape[:3]) ** -0.5)
+            scale = np.float32(np.prod(shape[:3]) ** -0.5)
+            weights[spec["name"]] = rng.standard_normal(shape, dtype=np.float32) * scale
         else:
             weights[spec["name"]] = np.zeros(shape, np.float32)
     fixed = build_onnx(model_json, weights)
