@@ -303,3 +303,44 @@ def test_selfie_segmentation_tfjs_converts_exactly(models_dir, selfie_astronaut)
     ref = ort.InferenceSession(str(folder / "selfie_segmentation_256.onnx")).run(None, {"input_1:0": x})
     assert new[0].shape == ref[0].shape == (1, 256, 256, 1)
     assert float(np.abs(new[0] - ref[0]).max()) < 1e-5
+
+
+def fuse_conv_bias_relu6(model_json: dict) -> int:
+    """Rewrite Conv + BiasAdd + Relu6 chains as _FusedConv2D / FusedDepthwiseConv2dNative nodes,
+    the form newer tfjs converters write (attributes as in the RVM TF.js graph)."""
+    import base64
+
+    nodes = model_json["modelTopology"]["node"]
+    users: dict[str, list[dict]] = {}
+    for n in nodes:
+        for i in n.get("input", []):
+            users.setdefault(i, []).append(n)
+    fused, drop = 0, set()
+    for n in nodes:
+        if n["op"] not in ("Conv2D", "DepthwiseConv2dNative") or len(users.get(n["name"], [])) != 1:
+            continue
+        bias = users[n["name"]][0]
+        act = users.get(bias["name"], [])
+        if bias["op"] != "BiasAdd" or len(act) != 1 or act[0]["op"] != "Relu6":
+            continue
+        relu = act[0]
+        ops = [base64.b64encode(o.encode()).decode() for o in ("BiasAdd", "Relu6")]
+        relu["op"] = "_FusedConv2D" if n["op"] == "Conv2D" else "FusedDepthwiseConv2dNative"
+        relu["input"] = [*n["input"], bias["input"][1]]
+        relu["attr"] = {**n["attr"], "fused_ops": {"list": {"s": ops}}, "num_args": {"i": "1"},
+                        "epsilon": {"f": 0}}
+        drop |= {n["name"], bias["name"]}
+        fused += 1
+    model_json["modelTopology"]["node"] = [n for n in nodes if n["name"] not in drop]
+    return fused
+
+
+def test_fused_conv_nodes(models_dir, tmp_path, photo):
+    """_FusedConv2D / FusedDepthwiseConv2dNative give the same outputs as the unfused graph."""
+    src = tfjs_json(models_dir, "float", "050", 8)
+    model_json = json.loads(src.read_text())
+    assert fuse_conv_bias_relu6(model_json) == 27  # every backbone layer
+    weights = read_weights(model_json, src.parent)
+    fused, plain = run(build_onnx(model_json, weights), photo), run(convert(src), photo)
+    for name, value in plain.items():
+        np.testing.assert_allclose(fused[name], value, atol=1e-5, err_msg=name)
