@@ -4,7 +4,8 @@ A faithful, vectorised port of ``segmentMultiPerson`` / ``segmentMultiPersonPart
 CPU backend (``multi_person/decode_instance_masks.ts`` -> ``decode_multiple_masks_cpu.ts``),
 the one the TF.js reference tests run:
 
-* Only poses with ``score >= score_threshold`` become instances (``posesAboveScore``).
+* Only poses with ``score >= min_pose_score`` become instances (``posesAboveScore``; body-pix
+  passes its ``scoreThreshold`` as ``minPoseScore``).
 * Every person pixel (x, y) of the photo body-pix saw gets an embedding per keypoint k
   of the first five (nose, eyes, ears; body-pix's ``numKptForMatching = 5``): start at
   (x, y) plus the long offset of the grid cell the pixel falls in, then ``refine_steps``
@@ -153,14 +154,14 @@ def match(emb_y: np.ndarray, emb_x: np.ndarray, pose_yx: list[np.ndarray], pose_
     return label
 
 
-def instance_labels(out: BodyPixOutput, raws: list[RawPose], mask: np.ndarray, score_threshold: float,
+def instance_labels(out: BodyPixOutput, raws: list[RawPose], mask: np.ndarray, min_pose_score: float,
                     refine_steps: int, min_keypoint_score: float) -> tuple[np.ndarray, list[int]]:
     """Label map (int16, photo size, -1 = nobody) of the pixels where ``mask`` > 0.
 
     Returns the labels and, per label value, the index into ``raws`` of its pose.
     """
     geo = out.geometry
-    above = [i for i, r in enumerate(raws) if r.score >= score_threshold]
+    above = [i for i, r in enumerate(raws) if r.score >= min_pose_score]
     labels = np.full(mask.shape, -1, np.int16)
     if not above or not mask.any():
         return labels, above
@@ -204,14 +205,14 @@ def instance_labels(out: BodyPixOutput, raws: list[RawPose], mask: np.ndarray, s
 
 
 def build_persons(out: BodyPixOutput, raws: list[RawPose], person_mask: np.ndarray, part_map: np.ndarray,
-                  score_threshold: float, refine_steps: int,
+                  min_pose_score: float, refine_steps: int,
                   min_keypoint_score: float) -> tuple[list[Person], np.ndarray, dict[str, int]]:
     """Persons ordered left to right, the instance map (0 = nobody, k = Person k) and counts for ``info``.
 
     Each person's mask is the final ``person_mask`` on the pixels assigned to it, so people
     partition the final mask (minus the pixels no pose claims) and never overlap.
     """
-    labels, pose_index = instance_labels(out, raws, person_mask, score_threshold, refine_steps,
+    labels, pose_index = instance_labels(out, raws, person_mask, min_pose_score, refine_steps,
                                          min_keypoint_score)
     n = len(pose_index)
     h, w = labels.shape
