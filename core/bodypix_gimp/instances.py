@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -57,7 +58,7 @@ def _js_round(v: np.ndarray) -> np.ndarray:
 
 
 def embeddings(ys: np.ndarray, xs: np.ndarray, long_offsets: np.ndarray, geo: Geometry, refine_steps: int,
-               num_keypoints: int = NUM_KEYPOINTS_FOR_MATCHING) -> tuple[np.ndarray, np.ndarray]:
+               keypoints: Sequence[int] = range(NUM_KEYPOINTS_FOR_MATCHING)) -> tuple[np.ndarray, np.ndarray]:
     """body-pix ``getEmbedding`` for pixels (ys, xs) of the working image -> y and x, (K, N) float64 each.
 
     Positions whose grid index falls outside the long-offset buffer become NaN, as the
@@ -66,14 +67,15 @@ def embeddings(ys: np.ndarray, xs: np.ndarray, long_offsets: np.ndarray, geo: Ge
     """
     gh, gw, _ = long_offsets.shape
     ncell = gh * gw
-    k_idx = np.arange(num_keypoints)
+    k_idx = np.asarray(list(keypoints), dtype=np.intp)
+    num_keypoints = len(k_idx)
     # Per keypoint, the flat (cell) table with one NaN cell appended for out-of-buffer reads.
     table_y = np.full((num_keypoints, ncell + 1), np.nan)
     table_x = np.full((num_keypoints, ncell + 1), np.nan)
     flat = long_offsets.reshape(ncell, -1).astype(np.float64)
     table_y[:, :ncell] = flat[:, k_idx].T
     table_x[:, :ncell] = flat[:, k_idx + NUM_KEYPOINTS].T
-    base = (k_idx * (ncell + 1))[:, None]  # row start of each keypoint in the raveled tables
+    base = (np.arange(num_keypoints) * (ncell + 1))[:, None]  # row starts in the raveled tables
     table_y, table_x = table_y.ravel(), table_x.ravel()
     height, width = geo.work_height, geo.work_width
     scale_y = geo.input_height / (geo.pad_top + geo.pad_bottom + height)
@@ -127,27 +129,27 @@ def embeddings(ys: np.ndarray, xs: np.ndarray, long_offsets: np.ndarray, geo: Ge
     return y, x
 
 
-def match(emb_y: np.ndarray, emb_x: np.ndarray, pose_yx: list[np.ndarray], pose_scores: list[np.ndarray],
-          min_keypoint_score: float) -> np.ndarray:
+def match(emb_y: np.ndarray, emb_x: np.ndarray, keypoints: Sequence[int], pose_yx: list[np.ndarray],
+          pose_scores: list[np.ndarray], min_keypoint_score: float) -> np.ndarray:
     """body-pix ``matchEmbeddingToInstance``: index of the nearest pose per pixel, -1 for none.
 
     Distance = mean over the pose's keypoints with score > ``min_keypoint_score`` of the
     squared distance to the pixel's embedding, summed in body-pix's order; a pose with no
     such keypoint never wins, and NaN distances never win (``dist < best`` is false).
     """
-    k_used, n = emb_y.shape
+    n = emb_y.shape[1]
     best = np.full(n, np.inf)
     label = np.full(n, -1, np.int32)
     d, t, u = np.empty(n), np.empty(n), np.empty(n)
     for i, (yx, sc) in enumerate(zip(pose_yx, pose_scores, strict=True)):
-        sel = [k for k in range(k_used) if sc[k] > min_keypoint_score]
+        sel = [(row, k) for row, k in enumerate(keypoints) if sc[k] > min_keypoint_score]
         if not sel:
             continue
         d.fill(0.0)
-        for k in sel:
-            np.subtract(emb_x[k], yx[k, 1], out=t)
+        for row, k in sel:
+            np.subtract(emb_x[row], yx[k, 1], out=t)
             t *= t
-            np.subtract(emb_y[k], yx[k, 0], out=u)
+            np.subtract(emb_y[row], yx[k, 0], out=u)
             u *= u
             t += u
             d += t
@@ -184,6 +186,10 @@ def instance_labels(out: BodyPixOutput, raws: list[RawPose], mask: np.ndarray, m
         return labels, above
     pose_yx = [to_work(raws[i], geo) for i in above]
     pose_scores = [raws[i].scores for i in above]
+    # Keypoints some pose can match on; the others' embeddings would never be read.
+    keypoints = [k for k in range(NUM_KEYPOINTS_FOR_MATCHING) if any(sc[k] > min_keypoint_score for sc in pose_scores)]
+    if not keypoints:
+        return labels, above
     sh, sw = _sample_grid(geo)
     exact = (sh, sw) == (geo.height, geo.width)
     if exact:
@@ -201,8 +207,9 @@ def instance_labels(out: BodyPixOutput, raws: list[RawPose], mask: np.ndarray, m
 
     def assign(span: tuple[int, int]) -> None:
         a, b = span
-        emb_y, emb_x = embeddings(ys[a:b], xs[a:b], out.long_offsets, geo, refine_steps)
-        sample_labels[si[a:b], sj[a:b]] = match(emb_y, emb_x, pose_yx, pose_scores, min_keypoint_score)
+        emb_y, emb_x = embeddings(ys[a:b], xs[a:b], out.long_offsets, geo, refine_steps, keypoints)
+        sample_labels[si[a:b], sj[a:b]] = match(emb_y, emb_x, keypoints, pose_yx, pose_scores,
+                                                min_keypoint_score)
 
     # numpy releases the GIL in its loops, so chunks run in parallel on threads.
     workers = max(1, min(MAX_THREADS, os.cpu_count() or 1))
