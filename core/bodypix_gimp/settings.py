@@ -59,6 +59,9 @@ class Settings:
     soft_edges: bool = False
     # Also split the person mask into people (Result.persons), as body-pix segmentMultiPerson.
     multi_person: bool = False
+    # Lowest pose score that makes a person instance (body-pix's minPoseScore, which it sets
+    # to score_threshold: None).  0.25 finds more people in group photos (scripts/eval_persons.py).
+    min_pose_score: float | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -167,6 +170,8 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"Invalid nmsRadius {s.nms_radius}.")
     if not 0.0 <= s.min_keypoint_score <= 1.0:
         raise ConfigError(f"Invalid minKeypointScore {s.min_keypoint_score}. Should be in range [0.0, 1.0]")
+    if s.min_pose_score is not None and not 0.0 <= s.min_pose_score <= 1.0:
+        raise ConfigError(f"Invalid min_pose_score {s.min_pose_score}. Should be in range [0.0, 1.0]")
     if not 1 <= s.refine_steps <= 20:
         raise ConfigError(f"Invalid refineSteps {s.refine_steps}. Should be in range [1, 20]")
     if s.max_input_pixels < 10_000:
