@@ -43,14 +43,18 @@ def read(drawable, fmt=RGBA, rect=None):
 
 
 def write(drawable, data, rect, fmt):
-    """Write raw bytes into ``rect`` (drawable-local); no undo step of its own (new items only)."""
+    """Write raw bytes into ``rect`` (drawable-local) of a drawable this plug-in just made.
+
+    Straight into the buffer, not via the shadow buffer: merge_shadow() would clip the
+    write to the user's current selection (as it does for filters), and new items need no
+    undo step of their own (their creation is in the undo group).
+    """
     x, y, w, h = rect
     if w <= 0 or h <= 0:
         return
-    buf = drawable.get_shadow_buffer()
+    buf = drawable.get_buffer()
     buf.set(Gegl.Rectangle.new(x, y, w, h), fmt, data)
     buf.flush()
-    drawable.merge_shadow(False)
     drawable.update(x, y, w, h)
 
 

@@ -50,7 +50,9 @@ def prepare(image, layer, steps):
         elif name == "gray":
             image.convert_grayscale()
         elif name == "indexed":
-            image.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 255, False, False, "")
+            image.convert_indexed(
+                Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 255, False, False, ""
+            )
         elif name == "precision":
             image.convert_precision(getattr(Gimp.Precision, arg))
         elif name == "canvas":  # bigger canvas, layer moved by (dx, dy)
@@ -65,8 +67,15 @@ def prepare(image, layer, steps):
         elif name == "rect":
             image.select_rectangle(Gimp.ChannelOps.REPLACE, *vals)
         elif name == "cover":  # a second, opaque layer on top hiding the left half
-            top = Gimp.Layer.new(image, "cover", image.get_width() // 2, image.get_height(),
-                                 Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+            top = Gimp.Layer.new(
+                image,
+                "cover",
+                image.get_width() // 2,
+                image.get_height(),
+                Gimp.ImageType.RGBA_IMAGE,
+                100.0,
+                Gimp.LayerMode.NORMAL,
+            )
             image.insert_layer(top, None, 0)
             top.fill(Gimp.FillType.WHITE)
         elif name == "bad_models":  # fault injection: the installed config points at an empty folder
@@ -82,9 +91,19 @@ def tree(image):
         out = []
         for it in items:
             _, x, y = it.get_offsets()
-            e = {"name": it.get_name(), "parent": parent, "x": x, "y": y, "w": it.get_width(),
-                 "h": it.get_height(), "visible": it.get_visible(), "opacity": it.get_opacity(),
-                 "group": it.is_group_layer(), "has_mask": it.get_mask() is not None, "id": it.get_id()}
+            e = {
+                "name": it.get_name(),
+                "parent": parent,
+                "x": x,
+                "y": y,
+                "w": it.get_width(),
+                "h": it.get_height(),
+                "visible": it.get_visible(),
+                "opacity": it.get_opacity(),
+                "group": it.is_group_layer(),
+                "has_mask": it.get_mask() is not None,
+                "id": it.get_id(),
+            }
             out.append(e)
             if it.is_group_layer():
                 out += walk(it.get_children(), it.get_name())
@@ -108,10 +127,20 @@ def run_case(case):
     os.makedirs(os.path.join(d, "layers"), exist_ok=True)
     image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, gfile(case["image"]))
     layer = prepare(image, image.get_layers()[0], case.get("prep", []))
-    rep = {"id": case["id"], "canvas": [image.get_width(), image.get_height()],
-           "precision": image.get_precision().value_nick, "base_type": image.get_base_type().value_nick}
+    rep = {
+        "id": case["id"],
+        "canvas": [image.get_width(), image.get_height()],
+        "precision": image.get_precision().value_nick,
+        "base_type": image.get_base_type().value_nick,
+    }
     _, lx, ly = layer.get_offsets()
-    rep["layer"] = {"name": layer.get_name(), "x": lx, "y": ly, "w": layer.get_width(), "h": layer.get_height()}
+    rep["layer"] = {
+        "name": layer.get_name(),
+        "x": lx,
+        "y": ly,
+        "w": layer.get_width(),
+        "h": layer.get_height(),
+    }
     np.save(os.path.join(d, "source.npy"), get_np(layer, "R'G'B'A u8", 4))
     sel = image.get_selection()
     np.save(os.path.join(d, "selection_before.npy"), get_np(sel, mask_format(sel), 1)[..., 0])
@@ -151,7 +180,7 @@ def run_case(case):
     np.save(os.path.join(d, "selection.npy"), get_np(sel, mask_format(sel), 1)[..., 0])
     rep["channels"] = []
     for i, ch in enumerate(image.get_channels()):
-        f = "%02d.npy" % i
+        f = f"{i:02d}.npy"
         np.save(os.path.join(d, "channels", f), get_np(ch, mask_format(ch), 1)[..., 0])
         rep["channels"].append({"name": ch.get_name(), "file": f, "visible": ch.get_visible()})
     rep["channels_before"] = n_channels_before
@@ -160,7 +189,9 @@ def run_case(case):
         np.save(os.path.join(d, "layer_mask.npy"), get_np(mask, mask_format(mask), 1)[..., 0])
         rep["layer_has_alpha"] = layer.has_alpha()
         rgb_after = get_np(layer, "R'G'B'A u8", 4)[..., :3]
-        rep["layer_rgb_unchanged"] = bool(np.array_equal(rgb_after, np.load(os.path.join(d, "source.npy"))[..., :3]))
+        rep["layer_rgb_unchanged"] = bool(
+            np.array_equal(rgb_after, np.load(os.path.join(d, "source.npy"))[..., :3])
+        )
     before_ids = {e["id"] for e in rep["tree_before"]}
 
     def all_layers(items):
@@ -171,7 +202,7 @@ def run_case(case):
 
     for it in all_layers(image.get_layers()):
         if it.get_id() not in before_ids and not it.is_group_layer():
-            np.save(os.path.join(d, "layers", "%d.npy" % it.get_id()), get_np(it, "R'G'B'A u8", 4))
+            np.save(os.path.join(d, "layers", f"{it.get_id()}.npy"), get_np(it, "R'G'B'A u8", 4))
     if case.get("export"):
         Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, gfile(os.path.join(d, case["export"])), None)
     with open(os.path.join(d, "report.json"), "w") as f:

@@ -73,12 +73,27 @@ class Install:
 
     def run_inside(self, cmd: list[str], timeout: float = 900, **extra: str) -> subprocess.CompletedProcess:
         """Run a command inside the GIMP rootfs (cwd = repo root, bound at the same path)."""
-        return subprocess.run([str(GIMP3 / "bin" / "gimp3-run"), *cmd], cwd=ROOT, env=self.env(**extra),
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [str(GIMP3 / "bin" / "gimp3-run"), *cmd],
+            cwd=ROOT,
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def installer(self, *args: str) -> subprocess.CompletedProcess:
-        return self.run_inside(["python3", str(ROOT / "installer" / "install.py"),
-                                "--plugin-dir", str(self.profile / "plug-ins"), "--data-dir", str(self.data), *args])
+        return self.run_inside(
+            [
+                "python3",
+                str(ROOT / "installer" / "install.py"),
+                "--plugin-dir",
+                str(self.profile / "plug-ins"),
+                "--data-dir",
+                str(self.data),
+                *args,
+            ]
+        )
 
     def batch(self, plan: dict, timeout: float = 1800) -> tuple[subprocess.CompletedProcess, float]:
         """Run tests/gimp/batch.py with ``plan`` in one headless GIMP session."""
@@ -88,8 +103,8 @@ class Install:
         code = f"exec(open({str(HERE / 'batch.py')!r}).read())"
         t = time.perf_counter()
         proc = subprocess.run(
-            [str(GIMP3 / "bin" / "gimp-console"), "-i", "-n", "-d", "-f", "--batch-interpreter", "python-fu-eval",
-             "-b", code, "--quit"],
+            [str(GIMP3 / "bin" / "gimp-console"), "-i", "-n", "-d", "-f",
+             "--batch-interpreter", "python-fu-eval", "-b", code, "--quit"],
             cwd=ROOT, env=self.env(BODYPIX_GIMP_PLAN=str(plan_path)), capture_output=True, text=True,
             timeout=timeout,
         )  # fmt: skip
