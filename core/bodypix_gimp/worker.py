@@ -7,8 +7,9 @@ installer made) and keeps to moving bytes: it needs neither numpy nor onnxruntim
 
 Protocol (version 1):
 
-* stdin: one JSON header line, then ``width*height*4`` bytes of ``R'G'B'A u8`` pixels of
-  the source rectangle, then (only when ``header["selection"]``) ``width*height`` bytes
+* stdin: one JSON header line, then ``width*height*channels`` bytes of ``R'G'B'(A) u8``
+  pixels of the source rectangle (``header["channels"]``: 3 or 4), then (only when
+  ``header["selection"]``) ``width*height`` bytes
   of the image's selection over the same rectangle.  The header is sent first so the
   worker imports onnxruntime and loads the model while GIMP is still reading pixels.
 * stdout: JSON lines ``{"progress": f, "message": m}`` while working, then exactly one
@@ -63,6 +64,7 @@ class Request:
     models: str | None = None
     outdir: str = "."
     label: str = "layer"
+    channels: int = 4
 
 
 def parse_header(line: bytes) -> Request:
@@ -88,11 +90,14 @@ def parse_header(line: bytes) -> Request:
             models=h.get("models") or None,
             outdir=h.get("outdir", "."),
             label=str(h.get("label", "layer")),
+            channels=int(h.get("channels", 4)),
         )
     except WorkerError:
         raise
     except (ValueError, KeyError, TypeError) as e:
         raise WorkerError(f"bad request from the plug-in: {e}", "config") from None
+    if req.channels not in (3, 4):
+        raise WorkerError(f"pixels must have 3 or 4 channels, not {req.channels}", "config")
     if req.width < 1 or req.height < 1:
         raise WorkerError(f"the layer is empty ({req.width}x{req.height} pixels)", "input")
     return req
@@ -342,8 +347,8 @@ def serve(stdin: BinaryIO, stdout: TextIO) -> int:
         except (ModelNotFoundError, ChecksumError) as e:
             raise WorkerError(str(e), "model") from None
         t_ready = time.perf_counter()
-        raw = read_exact(stdin, req.width * req.height * 4)
-        rgba = np.frombuffer(raw, np.uint8).reshape(req.height, req.width, 4)
+        raw = read_exact(stdin, req.width * req.height * req.channels)
+        rgba = np.frombuffer(raw, np.uint8).reshape(req.height, req.width, req.channels)
         selection = None
         if req.selection:
             sel = read_exact(stdin, req.width * req.height)

@@ -10,10 +10,14 @@ The image is changed only after the worker has succeeded, so an error or a cance
 it untouched.
 """
 
+import json
 import os
 import sys
+import time
 
-import gi
+T0 = time.perf_counter()  # the plug-in process's Python is up; used by the timing report
+
+import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
 from gi.repository import Gimp, GLib, GObject  # noqa: E402
@@ -23,6 +27,13 @@ import pixels  # noqa: E402
 from worker_client import BodyPixError, Worker, load_config  # noqa: E402
 
 PLUG_IN_BINARY = "bodypix"
+TIMING_ENV = "BODYPIX_GIMP_TIMING"  # set: print where a call's time went (benchmark)
+TIMES = {}
+
+
+def stamp(name):
+    TIMES[name] = round((time.perf_counter() - T0) * 1000, 1)
+
 SELECT_PERSON = "plug-in-bodypix-select-person"
 SELECT_PARTS = "plug-in-bodypix-select-parts"
 PARTS_TO_LAYERS = "plug-in-bodypix-parts-to-layers"
@@ -206,19 +217,26 @@ def compute(image, layer, config, op, target_rect, parts=None, with_selection=Fa
     try:
         if visible:
             # the source rectangle is only known after merging; start the worker afterwards
-            data, rect = pixels.read_visible(image)
+            data, channels, rect = pixels.read_visible(image)
+            worker.request["channels"] = channels
             worker.request["source_rect"] = list(rect)
             worker.request["label"] = "visible image"
         else:
             rect = pixels.rect_of(layer)
             worker.request["source_rect"] = list(rect)
+            worker.request["channels"] = pixels.read_source_channels(layer)
         selection = pixels.read_selection(image, rect) if with_selection else None
         worker.request["selection"] = selection is not None
+        stamp("worker_started")
         worker.start()
         if not visible:
-            data = pixels.read(layer)
+            data, _ = pixels.read_source(layer)
+        stamp("pixels_read")
         Gimp.progress_update(0.1)
         result = worker.finish(data, selection)
+        stamp("worker_done")
+        TIMES["worker"] = result.get("worker_ms")
+        TIMES["core"] = result.get("timings_ms")
     except BaseException:
         worker.__exit__(None, None, None)
         raise
@@ -355,6 +373,7 @@ def show_dialog(procedure, config):
 
 def run(procedure, run_mode, image, drawables, config, data):
     name = procedure.get_name()
+    stamp("run_called")
     try:
         layer = source_layer(drawables)
         if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config):
@@ -368,6 +387,10 @@ def run(procedure, run_mode, image, drawables, config, data):
         )
     Gimp.progress_end()
     Gimp.displays_flush()
+    stamp("applied")
+    if os.environ.get(TIMING_ENV):
+        report = {"procedure": name, "ms_since_python_start": TIMES}
+        print("BODYPIX-TIMING " + json.dumps(report), file=sys.stderr, flush=True)
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 

@@ -141,10 +141,11 @@ def run_case(case):
         "w": layer.get_width(),
         "h": layer.get_height(),
     }
-    np.save(os.path.join(d, "source.npy"), get_np(layer, "R'G'B'A u8", 4))
     sel = image.get_selection()
-    np.save(os.path.join(d, "selection_before.npy"), get_np(sel, mask_format(sel), 1)[..., 0])
-    native_before = get_bytes(layer, None)
+    if not case.get("timing_only"):
+        np.save(os.path.join(d, "source.npy"), get_np(layer, "R'G'B'A u8", 4))
+        np.save(os.path.join(d, "selection_before.npy"), get_np(sel, mask_format(sel), 1)[..., 0])
+        native_before = get_bytes(layer, None)
     n_channels_before = len(image.get_channels())
     rep["tree_before"] = tree(image)
 
@@ -173,6 +174,13 @@ def run_case(case):
     status = res.index(0)
     rep["status"] = status.value_nick
     rep["message"] = res.index(1) if res.length() > 1 and status != Gimp.PDBStatusType.SUCCESS else ""
+    if case.get("timing_only"):  # benchmark: no array dumps
+        _, non_empty, *_ = Gimp.Selection.bounds(image)
+        rep["selection_empty"] = not non_empty
+        with open(os.path.join(d, "report.json"), "w") as f:
+            json.dump(rep, f, indent=1)
+        image.delete()
+        return
 
     rep["original_unchanged"] = get_bytes(layer, None) == native_before
     rep["tree"] = tree(image)

@@ -95,7 +95,9 @@ class Install:
             ]
         )
 
-    def batch(self, plan: dict, timeout: float = 1800) -> tuple[subprocess.CompletedProcess, float]:
+    def batch(
+        self, plan: dict, timeout: float = 1800, **extra: str
+    ) -> tuple[subprocess.CompletedProcess, float]:
         """Run tests/gimp/batch.py with ``plan`` in one headless GIMP session."""
         plan = dict(plan, plugin_dir=str(self.plugin_dir))
         plan_path = self.work / f"plan-{time.time_ns()}.json"
@@ -105,7 +107,7 @@ class Install:
         proc = subprocess.run(
             [str(GIMP3 / "bin" / "gimp-console"), "-i", "-n", "-d", "-f",
              "--batch-interpreter", "python-fu-eval", "-b", code, "--quit"],
-            cwd=ROOT, env=self.env(BODYPIX_GIMP_PLAN=str(plan_path)), capture_output=True, text=True,
+            cwd=ROOT, env=self.env(BODYPIX_GIMP_PLAN=str(plan_path), **extra), capture_output=True, text=True,
             timeout=timeout,
         )  # fmt: skip
         return proc, time.perf_counter() - t
