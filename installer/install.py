@@ -156,7 +156,8 @@ def install_models(layout: Layout, record: dict, models_from: str | None) -> Non
     """Models into the per-user folder: the convert helper when present, else copy ONNX files."""
     makedirs(layout.models, record)
     has_setup = (
-        subprocess.run(
+        layout.python.is_file()
+        and subprocess.run(
             [str(layout.python), "-c", "import bodypix_gimp as b; b.setup_models"], capture_output=True
         ).returncode
         == 0
