@@ -235,6 +235,8 @@ def uninstall(layout: Layout) -> int:
         return 0
     record = load_record(layout)
     removed = 0
+    if layout.python.is_file():  # the plug-in's model server runs from this environment
+        subprocess.run([str(layout.python), "-m", "bodypix_gimp.worker", "--stop"], capture_output=True)
     venvs = [Path(d) for d in record["dirs"] if Path(d).name == "venv" and (Path(d) / "pyvenv.cfg").is_file()]
     for v in venvs:  # the environment is ours as a whole
         shutil.rmtree(v, ignore_errors=True)

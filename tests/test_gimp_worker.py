@@ -165,3 +165,39 @@ def test_truncated_pixels(tmp_path, models_dir) -> None:
     code, lines = call(tmp_path, {"op": "select-person", "source_rect": [0, 0, 64, 64]}, b"\0" * 100,
                        models=models_dir)  # fmt: skip
     assert code == 2 and "sent 100 of 16384 bytes" in lines[-1]["error"]
+
+
+def test_model_server_is_reused_and_stopped(tmp_path, two_people, core, models_dir, monkeypatch) -> None:
+    """The plug-in's client (stdlib only) starts one server, reuses it, and --stop ends it."""
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gimp_plugin" / "bodypix"))
+    import worker_client
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    config = {"python": sys.executable, "models": str(models_dir), "launcher": [], "server_idle_seconds": 60}
+    h, w = two_people.shape[:2]
+    pids = []
+    for _ in range(2):
+        request = {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3, "options": DEFAULTS}
+        with worker_client.Worker(config, request) as wk:
+            wk.start()
+            result = wk.finish(two_people.tobytes())
+            (it,) = result["items"]
+            got = np.frombuffer(wk.read_item(it), np.uint8).reshape(h, w)
+        assert result["mode"] == "server" and np.array_equal(got, core.person_mask)
+        pids.append(worker_client.read_state(worker_client.state_path(config))["pid"])
+    assert pids[0] == pids[1]
+    stop = subprocess.run([sys.executable, "-m", "bodypix_gimp.worker", "--stop"], capture_output=True,
+                          text=True, env={**__import__("os").environ, "TMPDIR": str(tmp_path)})  # fmt: skip
+    assert "stopped 1 server" in stop.stdout
+    import os
+    import time
+
+    for _ in range(100):  # the server is our child here (GIMP's plug-in would have exited)
+        if os.waitpid(pids[0], os.WNOHANG)[0] == pids[0]:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("server still running after --stop")

@@ -34,6 +34,7 @@ TIMES = {}
 def stamp(name):
     TIMES[name] = round((time.perf_counter() - T0) * 1000, 1)
 
+
 SELECT_PERSON = "plug-in-bodypix-select-person"
 SELECT_PARTS = "plug-in-bodypix-select-parts"
 PARTS_TO_LAYERS = "plug-in-bodypix-parts-to-layers"

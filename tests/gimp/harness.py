@@ -110,7 +110,15 @@ class Install:
             cwd=ROOT, env=self.env(BODYPIX_GIMP_PLAN=str(plan_path), **extra), capture_output=True, text=True,
             timeout=timeout,
         )  # fmt: skip
-        return proc, time.perf_counter() - t
+        seconds = time.perf_counter() - t
+        self.stop_servers()
+        return proc, seconds
+
+    def stop_servers(self) -> None:
+        """The plug-in leaves a model server running (idle timeout); stop it after a batch."""
+        python = self.data / "venv" / "bin" / "python"
+        if python.is_file():
+            self.run_inside([str(python), "-m", "bodypix_gimp.worker", "--stop"], timeout=60)
 
 
 def make_install(work: Path) -> Install:
