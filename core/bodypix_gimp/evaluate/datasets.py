@@ -7,8 +7,8 @@ Layouts (see ../shared/eval/*/README.md):
   region 0 < alpha < 255 joins the edge band (p3m_demo_pseudo).
 - ``images/`` + ``labels/``: CIHP class ids; person = label != 0, plus part groups
   (face, arms, legs) compared with BodyPix's parts (cihp_samples).
-- anything else with photos in it (``images/`` or the folder itself): no truth; the
-  harness only draws overlays (the seed photo).
+- anything else with photos in it (``images/`` or the folder itself), or a single photo:
+  no truth; the harness only draws overlays (the seed photo).
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def _images_in(folder: Path) -> list[Path]:
 def open_dataset(root: str | Path, limit: int | None = None) -> Dataset:
     """Recognise the layout of ``root``; a folder with no photos is an InputError."""
     root = Path(root)
+    if root.is_file() and root.suffix.lower() in IMAGE_SUFFIXES:  # one photo, no truth: overlays only
+        return Dataset(root.stem, root.parent, "images", (root,))
     if not root.is_dir():
         raise InputError(
             f"{root}: not a dataset folder (expected images/ with masks/, alpha_pred/ or labels/)"
