@@ -59,6 +59,8 @@ class Settings:
     fingers: bool = False
     # Return a soft 0-255 alpha person mask instead of a hard 0/255 one.
     soft_edges: bool = False
+    # Also split the person mask into people (Result.persons), as body-pix segmentMultiPerson.
+    multi_person: bool = False
 
     def __post_init__(self) -> None:
         validate(self)
