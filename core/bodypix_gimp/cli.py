@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS = [
     "bodypix_gimp.cli_segment",
     "bodypix_gimp.cli_models",
+    "bodypix_gimp.cli_hands",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Optional stages after BodyPix: edge refinement and finger recovery."""
