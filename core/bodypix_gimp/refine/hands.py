@@ -40,6 +40,9 @@ RIGHT_LOWER_ARM = (8, 9)
 
 # Hands below this landmark presence are ignored (MediaPipe's own tracking threshold).
 MIN_PRESENCE = 0.5
+# Hands smaller than this (wrist to middle-finger base, pixels) have fingers 2-3 px wide:
+# nothing to recover, and the landmarks are too coarse to snap to.
+MIN_HAND_SCALE = 12.0
 # Hand blobs smaller than this many pixels are noise (a hand of 8x8 px has no fingers to add).
 MIN_HAND_PIXELS = 64
 # Candidate crop side as a multiple of the BodyPix hand blob's larger side.
@@ -92,7 +95,7 @@ def recover_fingers(
         info["ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return mask, parts, info
     hm = HandModels(runtime)
-    hands = detect_hands(rgb, candidates, hm)
+    hands = detect_hands(rgb, candidates, hm, info)
     t_detect = time.perf_counter()
     person = mask >= 128
     for hand in hands:
@@ -174,12 +177,22 @@ def find_candidates(
 
 
 def detect_hands(
-    rgb: np.ndarray, squares: Sequence[tuple[float, float, float]], hm: HandModels
+    rgb: np.ndarray,
+    squares: Sequence[tuple[float, float, float]],
+    hm: HandModels,
+    timings: dict[str, float] | None = None,
 ) -> list[Hand]:
-    """Palm detector in each square, landmarks on each palm; duplicates and low presence dropped."""
+    """Palm detector in each square, landmarks on each palm; duplicates and low presence dropped.
+
+    ``timings``, when given, receives the ms spent in the palm and landmark models.
+    """
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
     palms = []
     for square in squares:
         palms.extend(hm.detect_palms(rgb, square))
+    timings["palm_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    t0 = time.perf_counter()
     palms.sort(key=lambda p: -p.score)
     hands: list[Hand] = []
     for palm in palms:
@@ -191,12 +204,13 @@ def detect_hands(
             second = hm.landmarks(rgb, landmark_region(hand.landmarks))
             if second.presence >= MIN_PRESENCE:
                 hand = second
-        if hand.presence < MIN_PRESENCE:
+        if hand.presence < MIN_PRESENCE or hand_scale(hand.landmarks) < MIN_HAND_SCALE:
             continue
         hand = Hand(hand.landmarks, hand.presence, hand.handedness, hand.region, palm.score)
         if any(_overlap(hand, h) > 0.5 for h in hands):
             continue
         hands.append(hand)
+    timings["landmark_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return hands
 
 
@@ -363,7 +377,8 @@ def apply_hand(
     hand_zone = dist <= band
     # the hand's convex region: where BodyPix may have filled the gaps between fingers
     hull = np.zeros(shape, np.uint8)
-    cv2.fillConvexPoly(hull, cv2.convexHull(np.argwhere(prior)[:, ::-1].astype(np.int32)), 1)
+    contours, _ = cv2.findContours(prior.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
     zone = hand_zone | hull.astype(bool)
 
     fg = snap_scaled(rgb[y0:y1, x0:x1], prior, bones, person, zone)
@@ -377,14 +392,11 @@ def apply_hand(
     # otherwise (a glove on a matching background, motion blur) trust the drawn prior
     if new_hand[bones].mean() < 0.6 or new_hand.sum() > 1.8 * prior.sum():
         new_hand = prior.copy()
-    # between the fingers: inside the hand's convex region, not hand.  What shows there is
-    # whatever is behind the hand, which the ring just outside that region tells: where it
-    # is background, every gap pixel goes; where it is person (hand over the shirt), the
-    # snap decides pixel by pixel.
-    hull_b = hull.astype(bool)
-    gap = hull_b & ~cv2.dilate(new_hand.astype(np.uint8), _disk(1)).astype(bool)
-    behind_person = _behind_is_person(hull_b | near_prior, person, band)
-    remove = person & ~new_hand & ((gap & (~behind_person | ~fg)) | (zone & ~fg))
+    # between the fingers: inside the hand's convex region, outside the palm and the snapped
+    # fingers, and background by the snap's colour models.  Only there is anything removed:
+    # BodyPix's halo elsewhere is the edge stage's business, and a fist or a hand in front
+    # of the body has no gaps (removals there only ever made the masks worse).
+    remove = person & hull.astype(bool) & ~palm & ~new_hand & ~fg
     add = new_hand & ~person
     sub_mask = mask[y0:y1, x0:x1]
     sub_parts = parts[y0:y1, x0:x1]
@@ -393,23 +405,6 @@ def apply_hand(
     # hand pixels are the hand part; only within the fingers and palm (not the wrist/arm)
     sub_parts[new_hand & (fingers | palm)] = side
     return int(add.sum()), int(remove.sum())
-
-
-def _behind_is_person(region: np.ndarray, person: np.ndarray, band: int) -> np.ndarray:
-    """Per pixel of ``region``: is the nearest pixel of a ring just outside it BodyPix person?
-
-    The ring lies one to three bands out, past BodyPix's halo around a hand, and tells
-    what the hand is in front of.  Without a ring (hand fills the crop) the answer is
-    "person", the cautious one.
-    """
-    dist = _distance_outside(region)
-    ring = (dist > band) & (dist <= 3 * band)
-    if not ring.any():
-        return np.ones(region.shape, bool)
-    src = np.where(ring, 0, 1).astype(np.uint8)
-    _, labels = cv2.distanceTransformWithLabels(src, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    ring_idx = np.flatnonzero(src.ravel() == 0)  # label k (1-based) is the k-th zero pixel in scan order
-    return person.ravel()[ring_idx][labels.ravel() - 1].reshape(region.shape)
 
 
 def _distance_outside(region: np.ndarray) -> np.ndarray:
