@@ -129,6 +129,26 @@ def test_capped_photo_gives_the_same_people_as_its_working_size():
     assert (down[both] == res_small.instance_map[both]).mean() >= 0.98
 
 
+def test_min_pose_score_lets_weaker_poses_claim_their_people():
+    # Two women side by side whose poses score 0.36: body-pix (minPoseScore = scoreThreshold
+    # 0.4) makes no instance at all and leaves every pixel unassigned; 0.25 separates them.
+    photo = load(HS / "images" / "094.jpg")
+    faithful = segment(photo, Settings(multi_person=True))
+    assert faithful.persons == []
+    assert faithful.info["instances"]["unassigned_pixels"] == (faithful.person_mask > 0).sum() > 0
+    tuned = segment(photo, Settings(multi_person=True, min_pose_score=0.25))
+    check_partition(tuned)
+    assert len(tuned.persons) == 2
+    gt = cv2.imread(str(HS / "masks" / "094.png"), cv2.IMREAD_GRAYSCALE) >= 128
+    half = gt.shape[1] // 2  # the two women are left and right of the middle
+    left, right = gt.copy(), gt.copy()
+    left[:, half:] = False
+    right[:, :half] = False
+    assert matched_ious([p.mask >= 128 for p in tuned.persons], [left, right]).min() >= 0.6
+    with pytest.raises(ValueError, match="min_pose_score"):
+        Settings(min_pose_score=1.5)
+
+
 def test_without_multi_person_nothing_is_split():
     res = segment(load(HS / "images" / "280.jpg"), Settings())
     assert res.persons == [] and res.instance_map is None and "persons" not in res.summary()
