@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 from bodypix_gimp.bench import parse_sizes, resized_photo
 from bodypix_gimp.cli import main
@@ -75,3 +78,13 @@ def test_resized_photo_keeps_aspect_and_content():
     assert abs(big.shape[0] * big.shape[1] - 12e6) < 12e6 * 0.002
     assert abs(big.shape[1] / big.shape[0] - img.shape[1] / img.shape[0]) < 0.005
     assert abs(float(big.mean()) - float(img.mean())) < 1.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork+exec keeping ru_maxrss is Linux behaviour")
+def test_peak_rss_of_a_case_is_its_own_not_the_parents():
+    # ru_maxrss survives fork+exec on Linux; the bench must not report the parent's peak.
+    big = np.ones(400 * 1024 * 1024, np.uint8)  # parent peak >= 400 MiB
+    code = "from bodypix_gimp.bench import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert big.sum() == big.size
+    assert 5 < child < 300

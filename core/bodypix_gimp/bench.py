@@ -3,7 +3,7 @@
 For each model and photo size (real photos resized to 0.25, 2, 12 MP; 24 MP for memory) one
 fresh subprocess loads the photo, runs ``segment`` once to warm up and then ``--repeat``
 times, and reports the median wall time, the per-stage timings and the RSS high-water mark
-(``resource.getrusage``; a fresh process per case keeps one case's peak from hiding another's).
+(``VmHWM``, else ``getrusage``; a fresh process per case keeps one case's peak from hiding another's).
 
 The same photos go through the reference, TF.js body-pix 2.2.1 ``segmentPerson`` on its wasm
 backend (``tests/reference``, needs a source checkout plus Node and npm), with the same
@@ -108,13 +108,25 @@ def bench_models(args: argparse.Namespace, settings: Any) -> list[str]:
 
 
 def peak_rss_mb() -> float | None:
-    """RSS high-water mark of this process in MiB (None where ``resource`` is missing, e.g. Windows)."""
+    """RSS high-water mark of this process in MiB (None where it cannot be read, e.g. Windows).
+
+    Linux: ``VmHWM`` from /proc, which belongs to this program's own memory map.  Not
+    ``ru_maxrss``: Linux keeps that across fork+exec, so a child would report its parent's
+    peak (the bench parent holds the 24 MP photos) whenever that is the larger one.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -275,8 +287,10 @@ def machine_info() -> dict[str, Any]:
 
     from .models import choose_providers
 
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None  # other work on the machine skews timings
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "onnxruntime": ort.__version__, "providers": choose_providers()}
+            "onnxruntime": ort.__version__, "providers": choose_providers(),
+            "load_average_1_5_15": [round(x, 2) for x in load] if load else None}
 
 
 def _fmt(x: float | None, spec: str = ".0f") -> str:
@@ -323,7 +337,8 @@ def markdown_report(report: dict[str, Any], table: str) -> str:
     lines = [
         "# bodypix-gimp benchmark", "",
         f"Machine: {m['platform']}, {m['cpus']} CPUs, Python {m['python']}, onnxruntime {m['onnxruntime']} "
-        f"({', '.join(m['providers'])}).",
+        f"({', '.join(m['providers'])}); load average at the end {m['load_average_1_5_15']} "
+        "(well above the CPU count means other work skewed the timings).",
         f"Photo: `{report['photo']}` resized (Lanczos) to each size. Median of {report['repeat']} runs after "
         "one warm-up run; each case in a fresh process, peak = RSS high-water mark of that process "
         "(interpreter, libraries, model, photo and pipeline).",
