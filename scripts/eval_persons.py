@@ -132,19 +132,25 @@ def timing(settings: Settings, repeat: int) -> dict:
     for p in photos[:2]:
         segment(p, settings)
         segment(p, single)
-    t_single, t_multi, t_stage = [], [], []
+    t_single, t_multi, t_stage, c_single, c_multi = [], [], [], [], []
     for _ in range(repeat):
         for p in photos:
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             segment(p, single)
             t_single.append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter()
+            c_single.append((time.process_time() - c) * 1000)
+            c, t = time.process_time(), time.perf_counter()
             res = segment(p, settings)
             t_multi.append((time.perf_counter() - t) * 1000)
+            c_multi.append((time.process_time() - c) * 1000)
             t_stage.append(res.timings["persons"])
-    return {"photos": len(photos), "repeat": repeat, "single_ms": statistics.median(t_single),
-            "multi_ms": statistics.median(t_multi), "persons_stage_ms": statistics.median(t_stage),
-            "ratio": statistics.median(t_multi) / statistics.median(t_single)}
+    med = statistics.median
+    # CPU time (all threads) is printed too: on a shared machine it moves less than wall time.
+    return {"photos": len(photos), "repeat": repeat, "single_ms": med(t_single), "multi_ms": med(t_multi),
+            "persons_stage_ms": med(t_stage), "ratio": med(t_multi) / med(t_single),
+            "single_cpu_ms": med(c_single), "multi_cpu_ms": med(c_multi),
+            "cpu_ratio": med(c_multi) / med(c_single), "cpu_cores": os.cpu_count(),
+            "load_average": os.getloadavg()[0]}
 
 
 def markdown(report: dict) -> str:
@@ -163,7 +169,9 @@ def markdown(report: dict) -> str:
     lines += ["## Time per photo", "",
               f"{t['photos']} group photos x {t['repeat']}: one-person pipeline {t['single_ms']:.0f} ms, "
               f"with instances {t['multi_ms']:.0f} ms (x{t['ratio']:.2f}; "
-              f"instance stage {t['persons_stage_ms']:.0f} ms)",
+              f"instance stage {t['persons_stage_ms']:.0f} ms); CPU time {t['single_cpu_ms']:.0f} ms vs "
+              f"{t['multi_cpu_ms']:.0f} ms (x{t['cpu_ratio']:.2f}); {t['cpu_cores']} cores, "
+              f"load average {t['load_average']:.1f}",
               ""]
     return "\n".join(lines)
 

@@ -216,3 +216,22 @@ def test_persons_match_the_reference(model):
             our_parts[our_parts == 255] = -1
             both = mine & theirs
             assert (our_parts[both] == ref_parts[both]).mean() >= 0.99, f"{name} person {p.index}: parts"
+
+
+def test_select_person_takes_the_people_a_selection_touches():
+    from bodypix_gimp.instances import persons_overlapping
+
+    res = segment(load(HS / "images" / "280.jpg"), Settings(multi_person=True))
+    assert len(res.persons) == 3
+    middle = res.persons[1]
+    nose = middle.pose.keypoints[0]
+    sel = np.zeros(res.person_mask.shape, np.uint8)
+    sel[int(nose.y) - 5:int(nose.y) + 5, int(nose.x) - 5:int(nose.x) + 5] = 255  # a click on the face
+    mask, ids = persons_overlapping(res.instance_map, res.person_mask, sel)
+    assert ids == [2] and np.array_equal(mask, middle.mask)
+    sel[:] = 0
+    sel[:, : res.persons[1].bbox[0] + 30] = 255  # a band over the left person and the edge of the middle one
+    mask, ids = persons_overlapping(res.instance_map, res.person_mask, sel)
+    assert ids == [1, 2] and np.array_equal(mask, np.maximum(res.persons[0].mask, middle.mask))
+    mask, ids = persons_overlapping(res.instance_map, res.person_mask, None)
+    assert ids == [1, 2, 3] and np.array_equal(mask > 0, res.instance_map > 0)
