@@ -52,11 +52,6 @@ MAX_THREADS = 4
 ASSIGN_PIXELS = 1_000_000  # working pixels assigned one by one; above, a coarser grid of samples
 
 
-def _js_round(v: np.ndarray) -> np.ndarray:
-    """JavaScript ``Math.round`` (halves towards +infinity); NaN stays NaN."""
-    return np.floor(v + 0.5)
-
-
 def embeddings(ys: np.ndarray, xs: np.ndarray, long_offsets: np.ndarray, geo: Geometry, refine_steps: int,
                keypoints: Sequence[int] = range(NUM_KEYPOINTS_FOR_MATCHING)) -> tuple[np.ndarray, np.ndarray]:
     """body-pix ``getEmbedding`` for pixels (ys, xs) of the working image -> y and x, (K, N) float64 each.
@@ -84,7 +79,8 @@ def embeddings(ys: np.ndarray, xs: np.ndarray, long_offsets: np.ndarray, geo: Ge
     pad_t, pad_l = float(geo.pad_top), float(geo.pad_left)
 
     def grid(v: np.ndarray, pad: float, scale: float, out: np.ndarray) -> np.ndarray:
-        # convertToPositionInOuput along one axis, in body-pix's order so halves round alike.
+        # convertToPositionInOuput along one axis, in body-pix's order so halves round alike;
+        # floor(v + 0.5) is JavaScript's Math.round (NaN stays NaN).
         np.add(v, pad, out=out)
         out += 1.0
         out *= scale
