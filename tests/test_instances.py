@@ -69,6 +69,13 @@ def check_partition(res) -> None:
     assert total + res.info["instances"]["unassigned_pixels"] == int(person.sum())
 
 
+def test_one_person_is_one_instance_holding_the_whole_mask(astronaut, jim):
+    for photo in (astronaut, jim):
+        res = segment(photo, Settings(multi_person=True))
+        check_partition(res)
+        assert len(res.persons) == 1 and res.persons[0].pixels == int((res.person_mask > 0).sum())
+
+
 def test_two_people_side_by_side_are_two_instances():
     photo, gt = compose(["131", "137"])
     res = segment(photo, Settings(multi_person=True))
