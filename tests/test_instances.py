@@ -156,6 +156,23 @@ def test_min_pose_score_lets_weaker_poses_claim_their_people():
         Settings(min_pose_score=1.5)
 
 
+def test_big_photo_assigned_on_a_sample_grid_agrees_with_per_pixel():
+    from bodypix_gimp import instances
+
+    small = load(HS / "images" / "280.jpg")
+    big = np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)  # 1.0005 MP working pixels
+    assert big.shape[0] * big.shape[1] > instances.ASSIGN_PIXELS
+    # Same network input size (369 x 657) for both, so the same people.
+    res_big = segment(big, Settings(multi_person=True, internal_resolution="medium"))
+    res_small = segment(small, Settings(multi_person=True, internal_resolution="full"))
+    assert res_big.info.get("capped_to") is None
+    check_partition(res_big)
+    assert len(res_big.persons) == len(res_small.persons) >= 2
+    down = res_big.instance_map[::2, ::2]
+    both = (down > 0) & (res_small.instance_map > 0)
+    assert (down[both] == res_small.instance_map[both]).mean() >= 0.97
+
+
 def test_without_multi_person_nothing_is_split():
     res = segment(load(HS / "images" / "280.jpg"), Settings())
     assert res.persons == [] and res.instance_map is None and "persons" not in res.summary()
