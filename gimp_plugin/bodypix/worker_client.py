@@ -110,6 +110,10 @@ class Worker:
             self.mode = "one-shot"
             self._start_process()
         self._send(json.dumps(self.request).encode("utf-8") + b"\n")
+        try:
+            self.wfile.flush()  # now, not with the pixels: the worker prepares while GIMP reads them
+        except OSError:
+            pass
 
     def _use_server(self):
         # Flatpak: the worker runs on the host (flatpak-spawn), whose /tmp the sandbox cannot see
