@@ -14,13 +14,10 @@ from bodypix_gimp import PART_NAMES, load_image, segment
 from bodypix_gimp.render import RAINBOW_PART_COLORS
 from bodypix_gimp.worker import build_settings, part_label, persons_overlapping
 
-DEFAULTS = {
-    "quality": "fast",
-    "refine": True,
-    "fingers": True,
-    "threshold": 0.7,
-    "internal_resolution": "medium",
-}
+# Protocol tests run BodyPix alone (refinement and fingers are the core's business and tested
+# there); the plug-in's defaults (both on) are exercised in the first test and in real GIMP.
+DEFAULTS = {"quality": "fast", "refine": False, "fingers": False, "threshold": 0.7, "internal_resolution": "medium"}
+PLUGIN_DEFAULTS = {**DEFAULTS, "refine": True, "fingers": True}
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +51,12 @@ def item(tmp: Path, it: dict) -> np.ndarray:
     return a.reshape(h, w) if it["channels"] == 1 else a.reshape(h, w, it["channels"])
 
 
-def test_select_person_equals_core_and_reports_progress(tmp_path, two_people, core, models_dir) -> None:
+def test_select_person_equals_core_and_reports_progress(tmp_path, two_people, models_dir) -> None:
     h, w = two_people.shape[:2]
-    code, lines = call(tmp_path, {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3},
-                       two_people.tobytes(), models=models_dir)  # fmt: skip
+    core = segment(two_people, build_settings(PLUGIN_DEFAULTS))
+    assert build_settings(PLUGIN_DEFAULTS).refine != "none" and build_settings(PLUGIN_DEFAULTS).fingers
+    code, lines = call(tmp_path, {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3,
+                                  "options": PLUGIN_DEFAULTS}, two_people.tobytes(), models=models_dir)  # fmt: skip
     assert code == 0, lines
     fractions = [m["progress"] for m in lines if "progress" in m]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
