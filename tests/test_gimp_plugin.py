@@ -240,7 +240,8 @@ def test_selection_modes(case: Case) -> None:
 @cases_param("inside")
 def test_only_persons_inside_selection(case: Case) -> None:
     assert case.report["status"] == "success", case.report["message"]
-    expected = persons_overlapping(case.core.person_mask, case.selection_before)
+    multi = segment(case.source, build_settings(DEFAULTS).replace(multi_person=True))
+    expected = persons_overlapping(multi.person_mask, case.selection_before, multi.instance_map)
     assert iou(case.selection, expected) >= 0.99
     everyone = case.core.person_mask >= 128
     # the other person (at the left edge) is in the core's mask but not in the selection

@@ -85,10 +85,24 @@ def test_only_persons_overlapping_the_selection(tmp_path, two_people, core, mode
     code, lines = call(tmp_path, hdr, two_people.tobytes(), sel.tobytes(), models=models_dir)
     assert code == 0, lines
     got = item(tmp_path, lines[-1]["result"]["items"][0])
-    assert np.array_equal(got, persons_overlapping(core.person_mask, sel))
+    multi = segment(two_people, build_settings(DEFAULTS).replace(multi_person=True))
+    assert np.array_equal(got, persons_overlapping(multi.person_mask, sel, multi.instance_map))
     assert (core.person_mask[:, :100] >= 128).sum() > 2000  # the other person is there ...
     assert not got[:, :100].any()  # ... and not selected
     assert (got >= 128).sum() > 0.7 * (core.person_mask[:, 200:] >= 128).sum()
+
+
+def test_instances_keep_touching_people_apart() -> None:
+    """Two people whose masks touch: the instance map splits them, components alone cannot."""
+    mask = np.zeros((40, 60), np.uint8)
+    mask[5:35, 5:55] = 255  # one blob ...
+    instances = np.zeros_like(mask)
+    instances[5:35, 5:30], instances[5:35, 30:55] = 1, 2  # ... that is two people
+    sel = np.zeros_like(mask)
+    sel[10:20, 8:12] = 255
+    assert (persons_overlapping(mask, sel) == 255).sum() == 30 * 50
+    got = persons_overlapping(mask, sel, instances)
+    assert (got[5:35, 5:30] == 255).all() and not got[:, 30:].any()
 
 
 def test_parts_to_layers_items(tmp_path, two_people, core, models_dir) -> None:
