@@ -132,6 +132,7 @@ def cases(nobody: Path) -> list[dict]:
         {"id": "nobody_layers", "image": str(nobody), "proc": LAYERS},
         {"id": "no_models", "image": str(ONE_PERSON), "proc": SELECT, "prep": ["bad_models"]},
     ]
+    c.append({"id": "cancel", "image": str(LARGE), "proc": SELECT, "kill_after_ms": 300, "retry": True})
     for mode, prep in MODES.items():
         c.append({"id": f"mode_{mode}", "image": str(ONE_PERSON), "proc": SELECT, "prep": prep})
     for mode in ("gray", "indexed", "float_linear"):
@@ -239,7 +240,8 @@ def test_selection_modes(case: Case) -> None:
 @cases_param("inside")
 def test_only_persons_inside_selection(case: Case) -> None:
     assert case.report["status"] == "success", case.report["message"]
-    expected = persons_overlapping(case.core.person_mask, case.selection_before)
+    multi = segment(case.source, build_settings(DEFAULTS).replace(multi_person=True))
+    expected = persons_overlapping(multi.person_mask, case.selection_before, multi.instance_map)
     assert iou(case.selection, expected) >= 0.99
     everyone = case.core.person_mask >= 128
     # the other person (at the left edge) is in the core's mask but not in the selection
@@ -349,6 +351,16 @@ def test_missing_models(case: Case) -> None:
     assert "is not installed" in r["message"] and "install.py" in r["message"]
     assert "\n" not in r["message"]
     assert_untouched(case) and r["selection_empty"]
+
+
+@cases_param("cancel")
+def test_cancel_leaves_the_image_untouched(case: Case) -> None:
+    """GIMP kills the plug-in when the user cancels: nothing half-done, and the next call works."""
+    r = case.report
+    assert r["killed_pid"] and r["status"] != "success"
+    assert_untouched(case) and r["selection_empty"]
+    assert r["retry_status"] == "success" and not r["selection_empty_after_retry"]
+    assert r["tree_after_retry"] == r["tree_before"]
 
 
 def test_no_undo_groups_left_open(gimp_run) -> None:

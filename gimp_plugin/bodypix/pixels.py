@@ -123,9 +123,7 @@ def write_mask(drawable, data, rect, origin=(0, 0)):
 def new_layer(image, name, rect, opacity=100.0):
     """An empty layer with alpha, of the image's base type, at ``rect`` (image coordinates)."""
     x, y, w, h = rect
-    layer = Gimp.Layer.new(
-        image, name, w, h, LAYER_TYPES[image.get_base_type()], opacity, Gimp.LayerMode.NORMAL
-    )
+    layer = Gimp.Layer.new(image, name, w, h, LAYER_TYPES[image.get_base_type()], opacity, Gimp.LayerMode.NORMAL)
     layer.set_offsets(x, y)
     return layer
 

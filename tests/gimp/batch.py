@@ -6,6 +6,8 @@
 # timing, whether the original layer's pixels changed). Checks are made by the pytest side.
 import json
 import os
+import signal
+import threading
 import time
 import traceback
 
@@ -112,6 +114,25 @@ def tree(image):
     return walk(image.get_layers(), None)
 
 
+def kill_plugin(delay, rep):
+    """Wait for the bodypix plug-in process, let it work for ``delay`` s, then SIGKILL it."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+            except OSError:
+                continue
+            if b"plug-ins/bodypix/bodypix.py" in cmd:
+                time.sleep(delay)
+                os.kill(int(pid), signal.SIGKILL)
+                rep["killed_pid"] = int(pid)
+                return
+        time.sleep(0.005)
+
+
 def with_config(plugin_dir, change):
     path = os.path.join(plugin_dir, "bodypix-config.json")
     old = open(path).read()
@@ -164,6 +185,8 @@ def run_case(case):
     restore = None
     if "bad_models" in case.get("prep", []):
         restore = with_config(PLAN["plugin_dir"], {"models": PLAN["empty_models"]})
+    if case.get("kill_after_ms"):  # the user cancels: GIMP kills the plug-in process
+        threading.Thread(target=kill_plugin, args=(case["kill_after_ms"] / 1000, rep), daemon=True).start()
     t0 = time.perf_counter()
     try:
         res = proc.run(cfg)
@@ -211,6 +234,33 @@ def run_case(case):
     for it in all_layers(image.get_layers()):
         if it.get_id() not in before_ids and not it.is_group_layer():
             np.save(os.path.join(d, "layers", f"{it.get_id()}.npy"), get_np(it, "R'G'B'A u8", 4))
+    if case.get("retry"):  # the same call again after the cancel: must work (server survived)
+        res2 = proc.run(cfg)
+        rep["retry_status"] = res2.index(0).value_nick
+        rep["tree_after_retry"] = tree(image)
+        rep["selection_empty_after_retry"] = Gimp.Selection.is_empty(image)
+    for extra in case.get("also", []):  # further procedure calls on the same image (README picture)
+        cfg2 = Gimp.get_pdb().lookup_procedure(extra["proc"]).create_config()
+        cfg2.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+        cfg2.set_property("image", image)
+        cfg2.set_core_object_array("drawables", [layer])
+        for k, v in extra.get("args", {}).items():
+            cfg2.set_property(k, v)
+        assert Gimp.get_pdb().lookup_procedure(extra["proc"]).run(cfg2).index(0) == Gimp.PDBStatusType.SUCCESS
+    if case.get("stroke"):  # draw the selection's outline on a new top layer
+        ink = Gimp.Layer.new(
+            image,
+            "outline",
+            image.get_width(),
+            image.get_height(),
+            Gimp.ImageType.RGBA_IMAGE,
+            100.0,
+            Gimp.LayerMode.NORMAL,
+        )
+        image.insert_layer(ink, None, 0)
+        Gimp.context_set_foreground(Gegl.Color.new(case["stroke"]))
+        Gimp.context_set_line_width(max(2.0, image.get_width() / 400))
+        ink.edit_stroke_selection()
     if case.get("export"):
         Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, gfile(os.path.join(d, case["export"])), None)
     with open(os.path.join(d, "report.json"), "w") as f:
