@@ -115,8 +115,8 @@ def test_low_presence_leaves_mask_unchanged(jim, jim_runs, monkeypatch):
     raw = jim_runs[0]
     real = HandModels.landmarks
 
-    def unsure(self, rgb, region):
-        h = real(self, rgb, region)
+    def unsure(self, rgb, region, lite=False):
+        h = real(self, rgb, region, lite)
         return hands.Hand(h.landmarks, 0.05, h.handedness, h.region, h.palm_score)
 
     monkeypatch.setattr(HandModels, "landmarks", unsure)

@@ -31,7 +31,11 @@ def run_eval(args: argparse.Namespace) -> int:
     report = evaluate(args.folders, runtime=RuntimeOptions(models=args.models), limit=args.limit)
     j, m = write_report(report, args.out)
     print(markdown(report))
-    print(f"IoU gain: {report['summary']['iou_gain_points']} points; wrote {j} and {m}")
+    s = report["summary"]
+    gain = ", ".join(
+        f"{k}: {v:+.1f} points" for k, v in s.items() if k.endswith("_gain_points") and v is not None
+    )
+    print(f"hand-box IoU gain ({gain}); wrote {j} and {m}")
     return 0
 
 
