@@ -65,6 +65,7 @@ TIP_EXTRA = 0.35  # the tip landmark sits inside the fingertip: extend by this m
 PALM_IDS = (0, 1, 2, 5, 9, 13, 17)
 # How far (in hand sizes) the snapped outline may move outside the drawn prior.
 SNAP_MARGIN = 0.06
+SNAP_INNER_MARGIN = 0.015
 # GrabCut runs on at most this many pixels per hand (see snap_scaled), and the guided
 # filter that brings its answer back to full size uses this regularisation.
 SNAP_MAX_PIXELS = 10_000
@@ -386,7 +387,11 @@ def apply_hand(
         return 0, 0
     # the hand: what the snap calls foreground close to the prior, connected to the bones
     margin = max(2, int(round(SNAP_MARGIN * scale)))
-    near_prior = dist <= margin
+    # outward the outline may move by the margin; between the fingers (inside the hull) by
+    # a pixel or two only: there a skin-coloured background (a red book) would otherwise
+    # bridge a narrow gap, and the drawn finger widths are calibrated to be about right
+    inner = max(1.0, SNAP_INNER_MARGIN * scale)
+    near_prior = (dist <= margin) & (~hull.astype(bool) | (dist <= inner))
     new_hand = _connected_to(fg & near_prior, bones)
     # sanity: the snapped hand must cover most of the bones and stay near the prior's size;
     # otherwise (a glove on a matching background, motion blur) trust the drawn prior
@@ -402,8 +407,8 @@ def apply_hand(
     sub_parts = parts[y0:y1, x0:x1]
     sub_mask[add] = 255
     sub_mask[remove] = 0
-    # hand pixels are the hand part; only within the fingers and palm (not the wrist/arm)
-    sub_parts[new_hand & (fingers | palm)] = side
+    # the snapped hand is the hand part (it never reaches the arm: the palm ends at the wrist)
+    sub_parts[new_hand] = side
     return int(add.sum()), int(remove.sum())
 
 
