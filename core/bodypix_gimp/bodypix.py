@@ -77,7 +77,7 @@ class BodyPixOutput:
 
 
 def to_valid_resolution(value: float, stride: int) -> int:
-    """body-pix ``toValidInputResolution``: the largest k*stride+1 not above ``value``."""
+    """body-pix ``toValidInputResolution``: floor(value / stride) * stride + 1 (a valid size k*stride+1)."""
     if float(value).is_integer() and (int(value) - 1) % stride == 0:
         return int(value)
     return int(math.floor(value / stride) * stride + 1)

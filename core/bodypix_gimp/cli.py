@@ -14,6 +14,9 @@ import sys
 SUBCOMMANDS = [
     "bodypix_gimp.cli_segment",
     "bodypix_gimp.cli_models",
+    "bodypix_gimp.setup_models",
+    "bodypix_gimp.bench",
+    "bodypix_gimp.cli_eval",
     "bodypix_gimp.cli_hands",
 ]
 

@@ -78,6 +78,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--json", action="store_true", help="also write <stem>.json with parts, keypoints, timings")
     p.add_argument("--part-masks", action="store_true", help="also write <stem>.part-<name>.png per present part")
+    p.add_argument("--persons", action="store_true",
+                   help="also split the mask into people: <stem>.person-1.png ... (left to right), "
+                   "and a 'persons' list in the JSON")
+    p.add_argument("--min-pose-score", type=float, metavar="S",
+                   help="with --persons: lowest pose score that makes a person (default: body-pix's, "
+                   "the score threshold 0.4; 0.25 finds more people in group photos)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_settings_arguments(p)
@@ -92,6 +98,15 @@ def output_paths(image: Path, out_dir: Path, with_json: bool) -> dict[str, Path]
     return paths
 
 
+def person_files(image: Path, out_dir: Path) -> list[Path]:
+    """Existing ``<stem>.person-<k>.png`` files of one input."""
+    if not out_dir.is_dir():
+        return []
+    prefix = f"{image.stem}.person-"
+    return sorted(p for p in out_dir.iterdir()
+                  if p.name.startswith(prefix) and p.name.endswith(".png") and p.name[len(prefix):-4].isdigit())
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -102,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     from .result import PART_NAMES
 
     settings = settings_from_args(args)
+    if getattr(args, "persons", False):
+        settings = settings.replace(multi_person=True)
+    if getattr(args, "min_pose_score", None) is not None:
+        settings = settings.replace(min_pose_score=args.min_pose_score)
     runtime = runtime_from_args(args)
     out_dir = Path(args.out)
     images = [Path(i) for i in args.images]
@@ -116,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
             if path.resolve() in inputs:
                 raise ConfigError(f"Output {path} would overwrite an input; choose another --out folder.")
             if path.exists() and not args.force:
+                raise ConfigError(f"Output {path} exists; use --force to overwrite it.")
+        if settings.multi_person and not args.force:
+            for path in person_files(img, out_dir):
                 raise ConfigError(f"Output {path} exists; use --force to overwrite it.")
 
     failed = 0
@@ -138,6 +160,11 @@ def run(args: argparse.Namespace) -> int:
         if args.part_masks:
             for name, stats in result.part_stats().items():
                 save_png(out_dir / f"{img.stem}.part-{name}.png", result.part_mask(stats["id"]))
+        if settings.multi_person:
+            for stale in person_files(img, out_dir):  # from an earlier run with more people (--force)
+                stale.unlink()
+            for person in result.persons:
+                save_png(out_dir / f"{img.stem}.person-{person.index}.png", person.mask)
         if args.json:
             summary = {"input": str(img), "settings": settings.to_dict(), **result.summary()}
             text = json.dumps(summary, indent=2)
@@ -149,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
         elif len(images) == 1 and not args.quiet:
             present = ", ".join(sorted(result.part_stats(), key=PART_NAMES.index))
             print(f"{img}: person {int((result.person_mask >= 128).sum())} px; parts: {present}")
+            if settings.multi_person:
+                print(f"{img}: {len(result.persons)} people, left to right: "
+                      + ", ".join(f"{p.pixels} px" for p in result.persons))
     if not args.quiet:
         print(f"Wrote {len(images) - failed} result(s) to {out_dir}/")
     return 1 if failed else 0

@@ -9,6 +9,7 @@ a few tens of MB of temporaries, not 24 channels x 24 MP of floats.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .bodypix import BodyPixOutput, Geometry
@@ -44,16 +45,28 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def person_probability(out: BodyPixOutput, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Person probability (float32, HxW, 0..1) at ``size`` (default: the photo's size)."""
+    """Person probability (float32, HxW, 0..1) at ``size`` (default: the photo's size).
+
+    cropAndResize samples the input grid at positions affine in the output index along
+    each axis, so one ``cv2.warpAffine`` (float32 bilinear, no fixed-point rounding of the
+    values) does it; it matches the separable gather to 1e-5 and is faster at 24 MP.
+    """
     geo = out.geometry
     out_h, out_w = size or (geo.height, geo.width)
-    grid = _sigmoid(to_input_grid(out.segments[..., 0], geo))
+    grid = _sigmoid(to_input_grid(out.segments[..., 0], geo)).astype(np.float32)
     rows, cols = _crop_axes(geo, out_h, out_w)
-    prob = np.empty((out_h, out_w), np.float32)
-    step = max(1, STRIP_PIXELS * 4 // max(out_w, 1))
-    for a, b in strips(out_h, step):
-        prob[a:b] = apply_cols(apply_rows(grid, rows.take(a, b)), cols)
-    return prob
+    (sx, ox), (sy, oy) = _affine(cols), _affine(rows)
+    m = np.array([[sx, 0.0, ox], [0.0, sy, oy]], np.float64)
+    return cv2.warpAffine(grid, m, (out_w, out_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _affine(ax: Axis) -> tuple[float, float]:
+    """(scale, offset) of an Axis whose sample positions are affine in the output index."""
+    pos = ax.lo.astype(np.float64) + ax.w
+    if len(pos) < 2:
+        return 0.0, float(pos[0])
+    return float((pos[-1] - pos[0]) / (len(pos) - 1)), float(pos[0])
 
 
 def _composite(head_size: int, input_size: int, crop: Axis) -> np.ndarray:
@@ -61,21 +74,50 @@ def _composite(head_size: int, input_size: int, crop: Axis) -> np.ndarray:
     return axis_matrix(crop, input_size) @ axis_matrix(resize_axis(head_size, input_size, True), head_size)
 
 
-def part_argmax(out: BodyPixOutput, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Most likely part id (uint8, 0..23) at every pixel, inside the person or not.
+def part_argmax(
+    out: BodyPixOutput, size: tuple[int, int] | None = None, where: np.ndarray | None = None
+) -> np.ndarray:
+    """Most likely part id (uint8, 0..23) at every pixel of ``where`` (default: all), 255 elsewhere.
 
     body-pix takes the argmax of the resized part logits and then clips it by the person
-    mask; keeping the unclipped map lets a refined (grown) person mask find a part for
-    every pixel it adds.
+    mask; computing it for any pixel (not only BodyPix's own mask) lets a refined, grown
+    person mask find a part for every pixel it adds.
 
     Why not resample all 24 channels to full size: that is 24 x H x W floats (2.3 GB at
     24 MP).  Every output value is a convex combination of the grid values in a small
     window (both resamplings are linear with non-negative weights), and a convex
     combination of vectors that share their argmax keeps it.  So pixels whose window has
     one grid label take it directly; only the rest (part borders) are computed exactly.
+
+    A photo shrunk by the input cap gets its labels at the working size, scaled up with
+    nearest neighbour: part borders then sit within half a working pixel of the exact
+    ones, at a fraction of the cost at 24 MP.
     """
     geo = out.geometry
     out_h, out_w = size or (geo.height, geo.width)
+    work = (geo.work_height, geo.work_width)
+    if out_h * out_w > 2 * work[0] * work[1]:
+        small_where = None
+        if where is not None:
+            # any coverage, grown by a pixel so nearest-neighbour scaling never lands outside it
+            small_where = cv2.resize(where.astype(np.uint8), work[::-1], interpolation=cv2.INTER_AREA) > 0
+            small_where = cv2.dilate(small_where.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        small = _part_argmax_exact(out, work, small_where)
+        parts = cv2.resize(small, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
+        left = parts == 255
+        if where is not None:
+            parts[~where] = 255
+            left &= where
+        if left.any():
+            parts[left] = _part_argmax_exact(out, (out_h, out_w), left)[left]
+        return parts
+    return _part_argmax_exact(out, (out_h, out_w), where)
+
+
+def _part_argmax_exact(out: BodyPixOutput, size: tuple[int, int], where: np.ndarray | None) -> np.ndarray:
+    """``part_argmax`` computed at ``size`` from the logits, exact up to float rounding."""
+    geo = out.geometry
+    out_h, out_w = size
     logits = out.part_heatmaps
     gh, gw, nc = logits.shape
     rows, cols = _crop_axes(geo, out_h, out_w)
@@ -87,9 +129,13 @@ def part_argmax(out: BodyPixOutput, size: tuple[int, int] | None = None) -> np.n
     grid_label = logits.argmax(axis=-1).astype(np.uint8)
     uniform = _uniform_windows(grid_label, k)
     parts = uniform[ylo[:, None], xlo[None, :]]
-    # Rows first for everything (small: out_h x gw x nc), then exact columns where needed.
+    todo = parts == 255
+    if where is not None:
+        parts[~where] = 255
+        todo &= where
+    # Rows first (small: out_h x gw x nc), then exact columns only where needed.
     t = (my.astype(np.float32) @ logits.reshape(gh, gw * nc)).reshape(out_h, gw, nc)
-    todo_y, todo_x = np.nonzero(parts == 255)
+    todo_y, todo_x = np.nonzero(todo)
     step = max(1, STRIP_PIXELS // nc)
     for a, b in strips(len(todo_y), step):
         iy, ix = todo_y[a:b], todo_x[a:b]

@@ -6,10 +6,14 @@ in ``models/manifest.json``.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from .settings import QUANT_NAMES, model_name
 
-RESNET50_BASE_URL = "https://storage.googleapis.com/tfjs-models/savedmodel/bodypix/resnet50/"
-MOBILENET_BASE_URL = "https://storage.googleapis.com/tfjs-models/savedmodel/bodypix/mobilenet/"
+BODYPIX_BASE_URL = "https://storage.googleapis.com/tfjs-models/savedmodel/bodypix/"
+RESNET50_BASE_URL = BODYPIX_BASE_URL + "resnet50/"
+MOBILENET_BASE_URL = BODYPIX_BASE_URL + "mobilenet/"
 
 # Strides for which Google published graphs (MobileNet stride 32 validates in body-pix
 # but has no saved model).
@@ -41,3 +45,52 @@ def bodypix_variants() -> dict[str, dict[str, object]]:
                         "url": graph_url(arch, mult, qb, stride),
                     }
     return out
+
+
+# --------------------------------------------------------------------------- models/manifest.json
+# The JSON adds what code cannot derive: file checksums, the normalisation, the
+# verification status of each variant and where the helper models come from.
+
+
+class ManifestError(RuntimeError):
+    """``models/manifest.json`` is missing or does not name the requested model."""
+
+
+def load_manifest() -> dict[str, Any]:
+    """The parsed ``models/manifest.json`` (checkout or installed copy beside the package)."""
+    from .models import manifest_path
+
+    path = manifest_path()
+    if path is None:
+        raise ManifestError("models/manifest.json not found beside the package; reinstall bodypix-gimp")
+    return json.loads(path.read_text())
+
+
+def variant_spec(name: str, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Manifest entry of one BodyPix variant; the error lists the valid names."""
+    variants = (manifest or load_manifest())["bodypix"]
+    if name not in variants:
+        raise ManifestError(f"Unknown BodyPix variant {name!r}. Known: {', '.join(sorted(variants))}")
+    return variants[name]
+
+
+def default_variants(manifest: dict[str, Any] | None = None) -> list[str]:
+    """The variants an install sets up unless told otherwise (the verified ones)."""
+    return [n for n, v in (manifest or load_manifest())["bodypix"].items() if v.get("default")]
+
+
+def aux_specs(manifest: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Helper models (hands, RVM, selfie): relative path, licence, origin, official URLs."""
+    return dict((manifest or load_manifest())["aux"])
+
+
+def onnx_checksums(manifest: dict[str, Any] | None = None) -> dict[str, str]:
+    """Relative ONNX path -> sha256 of the reference files (``shared/models``)."""
+    return dict((manifest or load_manifest()).get("onnx_sha256", {}))
+
+
+def tfjs_relpath(url: str) -> str:
+    """Official URL -> path below the BodyPix base (``mobilenet/quant2/075/model-stride16.json``)."""
+    if not url.startswith(BODYPIX_BASE_URL):
+        raise ManifestError(f"URL {url} is not below the BodyPix base URL {BODYPIX_BASE_URL}")
+    return url[len(BODYPIX_BASE_URL):]

@@ -4,9 +4,11 @@ Stages, each a plain array function so the evaluation harness can combine them f
 
 1. BodyPix forward pass (``bodypix``), decoded at full resolution (``decode``).
 2. Edge refinement (``refine.edges``) when ``Settings.refine`` names a method.
-3. Finger recovery (``refine.hands``) when ``Settings.fingers`` is on.
-4. Parts are the BodyPix part argmax restricted to the final person mask, so every person
-   pixel has a part and no part lies outside the person, whatever the stages changed.
+3. Finger recovery (``refine.hands``) when ``Settings.fingers`` is on; it receives the part
+   map (255 outside BodyPix's own mask) and labels the fingers it adds as hand.
+4. Parts are the BodyPix part argmax restricted to the final person mask: pixels the stages
+   added get their argmax too, so every person pixel has a part and no part lies outside
+   the person, whatever the stages changed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import decode
+from . import poses as poses_mod
 from .bodypix import BodyPixModel
 from .imageio import as_rgb
 from .models import RuntimeOptions
@@ -70,9 +73,12 @@ def segment(
     lap("network")
     report(0.4, "Decoding masks")
     prob = decode.person_probability(out)
-    parts = decode.part_argmax(out)
-    poses = [decode.single_pose(out)]
+    raw_poses = poses_mod.decode_raw(out, settings.max_detections, settings.score_threshold,
+                                     settings.nms_radius)
+    poses = [poses_mod.to_photo(r, out.geometry) for r in raw_poses]  # body-pix segmentPerson's allPoses
     mask = np.where(prob > settings.segmentation_threshold, np.uint8(255), np.uint8(0))
+    # Parts are needed inside the person only; pixels later stages add are filled below.
+    parts = decode.part_argmax(out, where=mask >= 128)
     lap("decode")
     info: dict[str, object] = {"model": settings.model_name, "input_size": [out.geometry.input_height,
                                                                              out.geometry.input_width]}
@@ -92,8 +98,20 @@ def segment(
         mask, parts, hand_info = hands.recover_fingers(rgb, mask, parts, poses, settings, runtime)
         info["hands"] = hand_info
         lap("fingers")
+    missing = (mask >= 128) & (parts == 255)
+    if missing.any():
+        parts = np.where(missing, decode.part_argmax(out, where=missing), parts)
     part_map = decode.mask_parts(parts, mask)
     lap("parts")
+    persons, instance_map = [], None
+    if settings.multi_person:
+        report(0.9, "Separating people")
+        from .instances import build_persons
+
+        min_pose = settings.score_threshold if settings.min_pose_score is None else settings.min_pose_score
+        persons, instance_map, info["instances"] = build_persons(
+            out, raw_poses, mask, part_map, min_pose, settings.refine_steps, settings.min_keypoint_score)
+        lap("persons")
     timings["total"] = sum(timings.values())
     report(1.0, "Done")
-    return Result(mask, prob, part_map, poses, timings, info)
+    return Result(mask, prob, part_map, poses, timings, info, persons, instance_map)

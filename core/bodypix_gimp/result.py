@@ -71,6 +71,41 @@ class Pose:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class Person:
+    """One person of a group photo (``segment`` with ``Settings(multi_person=True)``).
+
+    index:  1-based; people are numbered left to right (by the x of their mask's centroid).
+    bbox:   (x0, y0, x1, y1) of the person's pixels, inclusive-exclusive.
+    pixels: pixel count; parts: part names present; pose: the body-pix pose it was built from.
+    The masks are views of the photo-wide arrays, made on demand (a group photo at 24 MP
+    would otherwise hold one full-size array per person).
+    """
+
+    index: int
+    bbox: tuple[int, int, int, int]
+    pixels: int
+    pose: Pose
+    parts: list[str]
+    instance_map: np.ndarray = field(repr=False)  # photo-wide: 0 = nobody, k = Person k
+    person_mask: np.ndarray = field(repr=False)  # photo-wide final person mask
+    all_parts: np.ndarray = field(repr=False)  # photo-wide part map
+
+    @property
+    def mask(self) -> np.ndarray:
+        """uint8 HxW: the final person mask (0/255, or soft alpha) on this person's pixels, 0 elsewhere."""
+        return np.where(self.instance_map == self.index, self.person_mask, np.uint8(0))
+
+    @property
+    def part_map(self) -> np.ndarray:
+        """uint8 HxW: part ids 0..23 on this person's pixels, 255 elsewhere."""
+        return np.where(self.instance_map == self.index, self.all_parts, np.uint8(BACKGROUND))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "bbox": list(self.bbox), "pixels": self.pixels,
+                "parts": list(self.parts), **self.pose.to_dict()}
+
+
 @dataclass
 class Result:
     """Full-resolution outputs of one photo.
@@ -86,6 +121,10 @@ class Result:
     poses: list[Pose] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    # With Settings(multi_person=True): people left to right, and the map of who is where
+    # (uint8 HxW, 0 = nobody, k = persons[k - 1]).  Empty / None otherwise.
+    persons: list[Person] = field(default_factory=list)
+    instance_map: np.ndarray | None = None
 
     @property
     def found_person(self) -> bool:
@@ -122,6 +161,7 @@ class Result:
             "person_pixels": int(person.sum()),
             "parts": self.part_stats(),
             "poses": [p.to_dict() for p in self.poses],
+            **({"persons": [p.to_dict() for p in self.persons]} if self.instance_map is not None else {}),
             "timings_ms": {k: round(v, 1) for k, v in self.timings.items()},
             **({"info": self.info} if self.info else {}),
         }

@@ -1,0 +1,100 @@
+"""Download one file over HTTP(S), verify its sha256, and only then put it in place.
+
+Written on the standard library (urllib + hashlib) rather than pooch: the installer runs
+it before anything else is installed, the whole job is ~60 lines, and we need our own
+error wording (the file name and both hashes) and a ``progress(fraction, message)`` hook
+that pooch's progress-bar interface does not offer.
+
+Guarantees: the bytes go to ``<dest>.part`` next to the destination and are renamed only
+after the length and the checksum are right; on any failure the partial file is removed,
+so a bad download never sits where the runtime would load it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+Progress = Callable[[float, str], None]
+
+CHUNK = 1 << 16
+USER_AGENT = "bodypix-gimp-setup/1"
+
+
+class DownloadError(RuntimeError):
+    """The file could not be fetched completely; nothing was kept."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """The fetched bytes do not match the recorded sha256; nothing was kept."""
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch(url: str, dest: str | os.PathLike[str], sha256: str | None = None, *,
+          progress: Progress | None = None, timeout: float = 60.0, retries: int = 2) -> str:
+    """Download ``url`` to ``dest`` and return its sha256.
+
+    ``sha256`` (when known) must match, else :class:`ChecksumMismatchError` naming the
+    file.  Network errors and short reads are retried ``retries`` times (a checksum
+    mismatch is not: the server sent complete but different bytes).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    last: Exception | None = None
+    for attempt in range(retries + 1):
+        try:
+            return _fetch_once(url, dest, sha256, progress, timeout)
+        except ChecksumMismatchError:
+            raise
+        except (urllib.error.URLError, http.client.HTTPException, OSError, DownloadError) as e:
+            last = e
+            if isinstance(e, urllib.error.HTTPError) and 400 <= e.code < 500:
+                break  # 404 and friends will not heal on retry
+            if attempt < retries:
+                time.sleep(min(2.0**attempt, 5.0))
+    raise DownloadError(f"could not download {dest.name} from {url}: {last}") from last
+
+
+def _fetch_once(url: str, dest: Path, sha256: str | None, progress: Progress | None, timeout: float) -> str:
+    part = dest.with_name(dest.name + ".part")
+    h = hashlib.sha256()
+    received = 0
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp, open(part, "wb") as out:
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            while True:
+                block = resp.read(CHUNK)
+                if not block:
+                    break
+                out.write(block)
+                h.update(block)
+                received += len(block)
+                if progress is not None and total:
+                    progress(min(received / total, 1.0), f"downloading {dest.name}")
+        if total is not None and received != total:
+            raise DownloadError(f"{dest.name}: connection closed after {received} of {total} bytes (truncated)")
+        digest = h.hexdigest()
+        if sha256 is not None and digest != sha256.lower():
+            raise ChecksumMismatchError(
+                f"{dest.name} from {url} does not match its recorded sha256 "
+                f"(expected {sha256}, got {digest}); the file was not kept"
+            )
+        os.replace(part, dest)
+        return digest
+    finally:
+        part.unlink(missing_ok=True)

@@ -1,0 +1,351 @@
+"""Set up a models folder: from a local folder of official files, or by downloading them.
+
+``install()`` is what the installer calls; ``bodypix-gimp setup-models`` is the same from
+the command line.  The result is laid out like ``shared/models`` (``bodypix/onnx/...``,
+``mediapipe_hands/...``, ``rvm/...``, ``selfie_segmentation/...``) with a ``checksums.json``
+(relative path -> sha256) that :func:`bodypix_gimp.models.model_path` verifies on load.
+
+Sources, per BodyPix variant:
+- ``models_from=DIR``: copy ``DIR/bodypix/onnx/<file>.onnx`` when present (its sha256 must
+  match the manifest), else convert ``DIR/bodypix/tfjs/<...>/model-strideN.json`` (its
+  files must match the manifest's checksums where recorded).
+- no ``models_from``: download the official TF.js files (body-pix's URLs, or a mirror
+  given as ``base_url``), verify their checksums where recorded, convert them to ONNX.
+Helper models (hands, RVM, selfie) are copied from ``models_from`` (checksums verified).
+Without it, the selfie model is downloaded as TF.js and converted; the hand and RVM models
+have no TensorFlow-free route to their runtime ONNX yet, so the result lists their
+official URLs instead.
+
+All-or-nothing: everything is prepared in a staging folder inside the target and moved in
+place only when every file has been verified; any failure leaves the target as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .download import ChecksumMismatchError, DownloadError, fetch, sha256_of
+from .manifest import (
+    BODYPIX_BASE_URL,
+    ManifestError,
+    aux_specs,
+    default_variants,
+    load_manifest,
+    onnx_checksums,
+    tfjs_relpath,
+    variant_spec,
+)
+
+Progress = Callable[[float, str], None]
+CHECKSUMS_FILE = "checksums.json"
+
+
+class SetupError(RuntimeError):
+    """The models could not be set up; the one-line message says which file and why."""
+
+
+@dataclass
+class InstallResult:
+    """What ``install`` put in place (relative path -> sha256) and what it left out, and why."""
+
+    target: Path
+    installed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _verify(path: Path, expected: str | None, label: str) -> str:
+    digest = sha256_of(path)
+    if expected is not None and digest != expected:
+        raise ChecksumMismatchError(
+            f"{path} does not match the recorded sha256 of {label} "
+            f"(expected {expected}, got {digest}); nothing was installed"
+        )
+    return digest
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+
+
+def _smoke_test(onnx_file: Path, require: str | None = "segments") -> None:
+    """Load a converted model in onnxruntime and run one small frame: a bad conversion fails now, not in GIMP."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    if require and not any(require in n for n in names):
+        raise SetupError(f"{onnx_file.name}: converted model has no {require} output ({names})")
+    inp = sess.get_inputs()[0]
+    shape = [d if isinstance(d, int) and d > 0 else 33 for d in inp.shape]
+    outs = sess.run(None, {inp.name: np.zeros(shape, np.float32)})
+    if not all(np.isfinite(o).all() for o in outs):
+        raise SetupError(f"{onnx_file.name}: converted model produces non-finite values")
+
+
+class _Installer:
+    def __init__(self, staging: Path, manifest: dict[str, Any], models_from: Path | None, base_url: str,
+                 convert: bool, dilation: str, progress: Progress | None, timeout: float, retries: int,
+                 aux_base_url: str | None = None):
+        self.staging = staging
+        self.manifest = manifest
+        self.models_from = models_from
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.convert = convert
+        self.dilation = dilation
+        self.progress = progress
+        self.timeout = timeout
+        self.retries = retries
+        self.aux_base_url = aux_base_url
+        self.onnx_sha = onnx_checksums(manifest)
+        self.staged: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.step = (0.0, 1.0)  # (start, width) of the current step in the overall fraction
+
+    def report(self, fraction: float, message: str) -> None:
+        """Progress within the current step (0..1), mapped onto the whole install."""
+        if self.progress is not None:
+            start, width = self.step
+            self.progress(start + width * max(0.0, min(fraction, 1.0)), message)
+
+    # -- BodyPix ---------------------------------------------------------------------------
+    def bodypix(self, name: str) -> None:
+        spec = variant_spec(name, self.manifest)
+        rel = spec["onnx_path"]
+        dst = self.staging / rel
+        if self.models_from is not None:
+            src = self.models_from / rel
+            if src.is_file() and not self.convert:
+                self.staged[rel] = _verify(src, self.onnx_sha.get(rel), rel)
+                _copy(src, dst)
+                if rel not in self.onnx_sha:
+                    self.notes.append(f"{name}: no recorded checksum for {rel}; copied as is")
+                return
+            model_json = self.models_from / spec["tfjs_path"]
+            if not model_json.is_file():
+                raise SetupError(
+                    f"{name}: neither {rel} nor {spec['tfjs_path']} is in {self.models_from}"
+                )
+            self._verify_tfjs(model_json, spec)
+        else:
+            model_json = self._download_tfjs(name, spec)
+        self._convert(model_json, dst)
+        self.staged[rel] = sha256_of(dst)
+        if spec.get("status") != "verified":
+            self.notes.append(f"{name}: status '{spec.get('status')}' - {spec.get('note', '')}".strip())
+
+    def _verify_tfjs(self, model_json: Path, spec: dict[str, Any]) -> None:
+        from .convert import shard_paths
+
+        known = spec.get("tfjs_sha256", {})
+        _verify(model_json, known.get(model_json.name), model_json.name)
+        for shard in shard_paths(json.loads(model_json.read_text())):
+            path = model_json.parent / shard
+            if not path.is_file():
+                raise SetupError(f"{model_json}: weight shard {shard} is missing")
+            _verify(path, known.get(shard), shard)
+
+    def _download_tfjs(self, name: str, spec: dict[str, Any]) -> Path:
+        url = self.base_url + tfjs_relpath(spec["url"])
+        return self._fetch_tfjs(name, url, spec["tfjs_path"], spec.get("tfjs_sha256", {}))
+
+    def _fetch_tfjs(self, name: str, url: str, json_rel: str, known: dict[str, str]) -> Path:
+        """Download a TF.js model JSON and the shards it lists into the staging folder, verified."""
+        from .convert import shard_paths
+
+        folder_rel = Path(json_rel).parent
+        model_json = self.staging / json_rel
+        self.report(0.0, f"{name}: downloading {model_json.name}")
+        self.staged[json_rel] = fetch(url, model_json, known.get(model_json.name), timeout=self.timeout,
+                                      retries=self.retries)
+        try:
+            shards = shard_paths(json.loads(model_json.read_text()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise SetupError(f"{url} is not a TF.js graph model ({e}); nothing was installed") from None
+        unverified = [] if model_json.name in known else [model_json.name]
+        for shard in shards:
+            if "/" in shard or "\\" in shard or shard.startswith("."):
+                raise SetupError(f"{url}: refusing weight shard path {shard!r}")
+            rel = (folder_rel / shard).as_posix()
+            if rel not in self.staged:  # stride 8 and 16 share their shards
+                self.staged[rel] = fetch(url.rsplit("/", 1)[0] + "/" + shard, self.staging / rel, known.get(shard),
+                                         progress=lambda f, m: self.report(f, f"{name}: {m}"),
+                                         timeout=self.timeout, retries=self.retries)
+                if shard not in known:
+                    unverified.append(shard)
+        if unverified:
+            self.notes.append(f"{name}: no recorded checksum for {', '.join(unverified)} (recorded at install)")
+        return model_json
+
+    def _convert(self, model_json: Path, dst: Path, require: str | None = "segments") -> None:
+        from .convert import convert_file
+
+        convert_file(model_json, dst, dilation=self.dilation)
+        _smoke_test(dst, require)
+
+    # -- helper models -----------------------------------------------------------------------
+    def aux(self, name: str, spec: dict[str, Any], required: bool) -> None:
+        rel = spec["path"]
+        if self.models_from is None and "tfjs" in spec:
+            # no TF.js-free download of the runtime file: fetch the TF.js copy and convert it
+            src = spec["tfjs"]
+            base = self.aux_base_url or src["base_url"]
+            json_name = Path(src["path"]).name
+            model_json = self._fetch_tfjs(name, base.rstrip("/") + "/" + json_name, src["path"], src["sha256"])
+            self._convert(model_json, self.staging / rel, require=None)
+            self.staged[rel] = sha256_of(self.staging / rel)
+            return
+        if self.models_from is None:
+            self.notes.append(
+                f"{name}: not downloadable as a runtime ONNX yet; copy it with --from DIR "
+                f"(official source: {', '.join(spec.get('urls', [])) or spec.get('source', '?')})"
+            )
+            return
+        src = self.models_from / rel
+        if not src.is_file():
+            if required:
+                raise SetupError(f"{name}: {rel} is not in {self.models_from}")
+            self.notes.append(f"{name}: {rel} not in {self.models_from}, skipped")
+            return
+        self.staged[rel] = _verify(src, self.onnx_sha.get(rel), rel)
+        _copy(src, self.staging / rel)
+
+
+def install(target_dir: str | os.PathLike[str] | None = None, models_from: str | os.PathLike[str] | None = None,
+            variants: list[str] | None = None, aux: list[str] | None = None, progress: Progress | None = None, *,
+            convert: bool = False, base_url: str | None = None, dilation: str = "fixed",
+            timeout: float = 60.0, retries: int = 2, aux_base_url: str | None = None) -> InstallResult:
+    """Install BodyPix variants (default: the verified ones) and helper models into ``target_dir``.
+
+    ``target_dir`` defaults to the per-user models folder.  ``aux=None`` takes every helper
+    model the source folder has; a list makes each named one required (``[]`` for none).
+    ``convert=True`` converts from the TF.js files even where an ONNX copy exists.
+    ``base_url`` / ``aux_base_url`` replace the official download locations (mirrors, tests).
+    ``progress(fraction, message)`` is called as work proceeds.  Raises :class:`SetupError`,
+    :class:`~bodypix_gimp.download.DownloadError` (incl. checksum mismatches),
+    :class:`~bodypix_gimp.convert.ConversionError` or :class:`ManifestError`, always with
+    the target left untouched.
+    """
+    from .models import user_models_dir
+
+    start = time.perf_counter()
+    manifest = load_manifest()
+    names = list(variants) if variants else default_variants(manifest)
+    for name in names:
+        variant_spec(name, manifest)  # unknown names fail before any work
+    specs = aux_specs(manifest)
+    aux_names = list(specs) if aux is None else list(aux)
+    unknown = [a for a in aux_names if a not in specs]
+    if unknown:
+        raise ManifestError(f"Unknown helper model(s) {unknown}. Known: {', '.join(specs)}")
+
+    source = None
+    if models_from is not None:
+        source = Path(models_from).expanduser().resolve()
+        if not source.is_dir():
+            raise SetupError(f"--from folder does not exist: {source}")
+    target = Path(target_dir).expanduser() if target_dir else user_models_dir()
+    created = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
+    ok = False
+    try:
+        inst = _Installer(staging, manifest, source, base_url or BODYPIX_BASE_URL, convert, dilation,
+                          progress, timeout, retries, aux_base_url)
+        steps = max(1, len(names) + len(aux_names))
+        for i, name in enumerate(names + aux_names):
+            inst.step = (i / steps, 1.0 / steps)
+            inst.report(0.0, name)
+            if i < len(names):
+                inst.bodypix(name)
+            else:
+                inst.aux(name, specs[name], required=aux is not None)
+        _commit(staging, target, inst.staged)
+        ok = True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not ok and not any(target.iterdir()):
+            target.rmdir()  # a failed first install leaves no empty folder behind
+    inst.step = (0.0, 1.0)
+    inst.report(1.0, "models ready")
+    return InstallResult(target=target.resolve(), installed=dict(inst.staged), notes=inst.notes,
+                         seconds=time.perf_counter() - start)
+
+
+def _commit(staging: Path, target: Path, staged: dict[str, str]) -> None:
+    """Move verified files in place and merge their checksums into ``checksums.json`` (atomic writes)."""
+    for rel in staged:
+        dst = target / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, dst)
+    record = target / CHECKSUMS_FILE
+    merged: dict[str, str] = {}
+    if record.is_file():
+        try:
+            merged = json.loads(record.read_text())
+        except ValueError:
+            merged = {}
+    merged.update(staged)
+    tmp = record.with_name(record.name + ".part")
+    tmp.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
+    os.replace(tmp, record)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "setup-models",
+        help="install the models: from a local folder of official files (--from) or by download",
+        description="Install BodyPix (converted from the official TF.js files to ONNX, no TensorFlow needed) "
+        "and the helper models into the models folder.",
+    )
+    p.add_argument("--from", dest="models_from", metavar="DIR",
+                   help="a folder laid out like shared/models (offline install); default: download")
+    p.add_argument("--target", metavar="DIR", help="models folder to fill (default: the per-user data folder)")
+    p.add_argument("--variant", action="append", metavar="NAME",
+                   help="BodyPix variant, repeatable (default: the verified ones; see `bodypix-gimp models`)")
+    p.add_argument("--no-aux", action="store_true", help="skip the helper models (hands, RVM, selfie)")
+    p.add_argument("--convert", action="store_true", help="convert from TF.js files even where an ONNX copy exists")
+    p.add_argument("--base-url", metavar="URL", help=f"mirror of {BODYPIX_BASE_URL}")
+    p.add_argument("--tfjs-dilation", action="store_true",
+                   help="keep TF.js's asymmetric (d,1) dilation in stride-8 models (reproduces the JS runtime)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .convert import ConversionError
+
+    tty = sys.stderr.isatty()
+
+    def show(fraction: float, message: str) -> None:
+        print(f"\r[{fraction * 100:5.1f}%] {message[:70]:70s}", end="", file=sys.stderr, flush=True)
+
+    try:
+        result = install(args.target, args.models_from, args.variant, [] if args.no_aux else None,
+                         progress=show if tty else None, convert=args.convert,
+                         base_url=args.base_url, dilation="tfjs" if args.tfjs_dilation else "fixed")
+    except (SetupError, DownloadError, ConversionError, ManifestError) as e:
+        print(f"{chr(10) if tty else ''}bodypix-gimp: error: {e}", file=sys.stderr)
+        return 2
+    if tty:
+        print(file=sys.stderr)
+    print(f"Installed {len(result.installed)} file(s) into {result.target} in {result.seconds:.1f} s")
+    for rel in sorted(result.installed):
+        print(f"  {rel}")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0

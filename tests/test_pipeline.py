@@ -1,0 +1,130 @@
+"""The core pipeline on real photos and real models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from bodypix_gimp import PART_NAMES, Settings, segment
+from bodypix_gimp import decode as dec
+from bodypix_gimp.bodypix import plan_geometry, to_valid_resolution
+from bodypix_gimp.models import ModelNotFoundError, RuntimeOptions
+from bodypix_gimp.pipeline import get_model
+from bodypix_gimp.resize import apply_cols, apply_rows
+from conftest import EVAL, human_seg_pairs, iou, load
+
+RAW = Settings(output_stride=16)
+
+
+def test_valid_resolution_matches_body_pix():
+    # body-pix util.ts toValidInputResolution
+    assert to_valid_resolution(513, 16) == 513
+    assert to_valid_resolution(512, 16) == 513  # floor(512/16)*16+1: may round up by one
+    assert to_valid_resolution(253.0, 8) == 249
+    assert to_valid_resolution(900 * 0.5, 16) == 449
+
+
+def test_geometry_pads_to_the_input_aspect_ratio():
+    g = plan_geometry(506, 900, Settings(internal_resolution="full"))
+    assert (g.input_height, g.input_width) == (497, 897)
+    # padding keeps (h + pad) / (w + pad) equal to the input's aspect ratio
+    assert abs((506 + g.pad_top + g.pad_bottom) / (900 + g.pad_left + g.pad_right) - 497 / 897) < 3e-3
+
+
+def test_person_found_on_real_photos_agrees_with_ground_truth():
+    scores = []
+    for img, mask in human_seg_pairs(4):
+        r = segment(load(img), RAW)
+        assert r.person_mask.shape == r.part_map.shape == load(img).shape[:2]
+        scores.append(iou(r.person_mask, load(mask)[..., 0]))
+    assert np.mean(scores) > 0.8, scores
+
+
+def test_parts_lie_inside_the_person_and_cover_it(astronaut):
+    r = segment(astronaut, RAW)
+    person = r.person_mask >= 128
+    assert person.any()
+    assert np.all(r.part_map[~person] == 255)
+    assert np.all(r.part_map[person] < len(PART_NAMES))
+    stats = r.part_stats()
+    assert {"left_face", "right_face"} <= set(stats)
+    assert sum(s["pixels"] for s in stats.values()) == person.sum()
+
+
+def test_fast_part_argmax_equals_resampling_every_channel(jim):
+    out = get_model(Settings(internal_resolution="full")).run(jim)
+    geo = out.geometry
+    grid = dec.to_input_grid(out.part_heatmaps, geo)
+    rows, cols = dec._crop_axes(geo, geo.height, geo.width)
+    exact = apply_cols(apply_rows(grid, rows), cols).argmax(-1)
+    assert (dec.part_argmax(out) == exact).mean() > 0.9995
+
+
+def test_huge_photo_is_capped_and_masks_come_out_at_full_size(jim):
+    big = np.kron(jim, np.ones((5, 5, 1), np.uint8))  # 4500x2530 = 11 MP, same content
+    small = segment(jim, Settings(internal_resolution="full", max_input_pixels=460_000))
+    r = segment(big, Settings(internal_resolution="full", max_input_pixels=460_000))
+    assert r.person_mask.shape == big.shape[:2]
+    assert r.info["capped_to"][0] < big.shape[0]
+    down = r.person_mask[2::5, 2::5]
+    assert iou(down, small.person_mask) > 0.97
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 2, 3), (3, 700, 3), (700, 2, 4), (40, 30)])
+def test_tiny_and_odd_images_give_full_size_results(shape):
+    rng = np.random.default_rng(0)
+    r = segment(rng.integers(0, 255, shape, dtype=np.uint8), RAW)
+    assert r.person_mask.shape == shape[:2] and r.part_map.shape == shape[:2]
+
+
+def test_photo_without_people_gives_empty_masks_and_says_so():
+    sky = np.zeros((300, 400, 3), np.uint8)
+    sky[:] = (110, 160, 220)
+    r = segment(sky, RAW)
+    assert not r.found_person
+    assert r.summary()["message"] == "no person found"
+    assert np.all(r.part_map == 255)
+
+
+def test_rgba_grey_and_16bit_inputs_match_rgb(astronaut):
+    base = segment(astronaut, RAW).person_mask
+    rgba = np.dstack([astronaut, np.zeros(astronaut.shape[:2], np.uint8)])  # alpha is ignored
+    assert np.array_equal(segment(rgba, RAW).person_mask, base)
+    sixteen = astronaut.astype(np.uint16) * 257
+    assert np.array_equal(segment(sixteen, RAW).person_mask, base)
+    grey = segment(astronaut.mean(axis=2).astype(np.uint8), RAW)
+    assert iou(grey.person_mask, base) > 0.8
+
+
+def test_progress_reports_and_can_cancel(astronaut):
+    seen = []
+    segment(astronaut, RAW, progress=lambda f, m: seen.append(f))
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
+
+    def cancel(f, m):
+        if f > 0.3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        segment(astronaut, RAW, progress=cancel)
+
+
+def test_keypoints_land_on_the_person():
+    img, mask = human_seg_pairs(1)[0]
+    r = segment(load(img), RAW)
+    gt = load(mask)[..., 0] >= 128
+    near = 0
+    h, w = gt.shape
+    # keypoints may lie beyond the frame (an elbow below the bottom edge); judge those inside it
+    confident = [k for k in r.poses[0].keypoints if k.score > 0.5 and 0 <= k.x < w and 0 <= k.y < h]
+    for k in confident:
+        y, x = int(round(k.y)), int(round(k.x))
+        window = gt[max(0, y - 10): y + 11, max(0, x - 10): x + 11]
+        near += bool(window.any())
+    assert confident and near == len(confident)
+
+
+def test_missing_models_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="not installed"):
+        segment(np.zeros((20, 20, 3), np.uint8), Settings(multiplier=1.0, quant_bytes=4),
+                RuntimeOptions(models=str(tmp_path)))
+    assert EVAL.is_dir()

@@ -1,0 +1,119 @@
+"""Multi-person pose decoding (body-pix decodeMultiplePoses) on real photos.
+
+Faithfulness to the TF.js reference is checked in test_instances.py (``reference`` marker);
+here: the decoder's own rules on real heads, and poses that agree with hand-made masks.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from bodypix_gimp import Settings, decode, poses, segment
+from bodypix_gimp.pipeline import get_model
+from conftest import EVAL, load
+
+HS = EVAL / "human_seg_300"
+MULTI = ["061", "089", "265", "272", "280"]  # two or three people each
+
+
+@pytest.fixture(scope="module")
+def outs():
+    model = get_model(Settings())
+    return {n: model.run(load(HS / "images" / f"{n}.jpg")) for n in MULTI}
+
+
+def gt_mask(name: str) -> np.ndarray:
+    return cv2.imread(str(HS / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE) >= 128
+
+
+def test_confident_keypoints_lie_on_the_people(outs):
+    # Every confident keypoint of every detected person is on (or within a few pixels of) a
+    # person of the hand-checked mask; several people per photo must be found.
+    for name, out in outs.items():
+        gt = gt_mask(name)
+        near = cv2.dilate(gt.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+        found = [p for p in poses.multi_poses(out) if p.score >= 0.4]
+        assert len(found) >= 2, f"{name}: {len(found)} confident poses"
+        pts = [(k.x, k.y) for p in found for k in p.keypoints if k.score >= 0.5]
+        inside = [near[min(max(round(y), 0), gt.shape[0] - 1), min(max(round(x), 0), gt.shape[1] - 1)]
+                  for x, y in pts]
+        assert np.mean(inside) >= 0.95, f"{name}: {np.mean(inside):.2f} of {len(pts)} keypoints on a person"
+
+
+def test_each_pose_has_a_root_outside_the_nms_radius_of_earlier_poses(outs):
+    # Part-based NMS: a pose starts from a keypoint farther than nms_radius (input pixels)
+    # from the same keypoint of every earlier pose.
+    for name, out in outs.items():
+        raws = poses.decode_raw(out, max_detections=10, score_threshold=0.4, nms_radius=20.0)
+        assert raws, name
+        for j, pose in enumerate(raws[1:], start=1):
+            d = np.stack([np.hypot(*(pose.yx - raws[i].yx).T) for i in range(j)])  # earlier x keypoint
+            assert (d.min(axis=0) > 20.0).any(), f"{name}: pose {j} has no free root keypoint"
+
+
+def test_first_pose_score_is_the_mean_keypoint_score_and_later_ones_drop_suppressed_keypoints(outs):
+    for name, out in outs.items():
+        raws = poses.decode_raw(out, 10, 0.4, 20.0)
+        assert raws[0].score == pytest.approx(raws[0].scores.mean(), abs=1e-9), name
+        for j, pose in enumerate(raws[1:], start=1):
+            d = np.stack([np.hypot(*(pose.yx - raws[i].yx).T) for i in range(j)])
+            free = d.min(axis=0) > 20.0
+            assert pose.score == pytest.approx(pose.scores[free].sum() / 17, abs=1e-9), f"{name} pose {j}"
+
+
+def test_max_detections_keeps_the_detection_order_and_threshold_filters_roots(outs):
+    out = outs["265"]
+    full = poses.decode_raw(out, 10, 0.4, 20.0)
+    first = poses.decode_raw(out, 2, 0.4, 20.0)
+    assert len(full) > 2 and len(first) == 2
+    for a, b in zip(first, full, strict=False):
+        assert np.array_equal(a.yx, b.yx) and a.score == b.score
+    assert poses.decode_raw(out, 10, 1.0, 20.0) == []  # no sigmoid score reaches 1.0 exactly
+    strict = poses.decode_raw(out, 10, 0.9, 20.0)
+    assert 0 < len(strict) < len(full)
+
+
+def test_max_heap_dequeues_real_candidates_in_score_order(outs):
+    heat = outs["280"].heatmaps
+    ys, xs, ks = poses.local_maximum_candidates(heat, 0.1)
+    heap = poses.MaxHeap()
+    for y, x, k in zip(ys, xs, ks, strict=True):
+        heap.enqueue((float(heat[y, x, k]), int(y), int(x), int(k)))
+    got = [heap.dequeue()[0] for _ in range(len(heap))]
+    assert len(got) == len(ys) > 20
+    assert got == sorted(got, reverse=True)
+
+
+def test_local_maximum_candidates_are_window_maxima(outs):
+    heat = outs["061"].heatmaps
+    ys, xs, ks = poses.local_maximum_candidates(heat, 0.3)
+    assert len(ys) > 17
+    h, w, _ = heat.shape
+    for y, x, k in zip(ys, xs, ks, strict=True):
+        window = heat[max(y - 1, 0):min(y + 2, h), max(x - 1, 0):min(x + 2, w), k]
+        assert heat[y, x, k] >= 0.3 and heat[y, x, k] == window.max()
+    # Candidates come in body-pix's enqueue order: row, then column, then keypoint.
+    order = np.lexsort((ks, xs, ys))
+    assert np.array_equal(order, np.arange(len(ys)))
+
+
+def test_pipeline_poses_are_all_decoded_poses_in_photo_pixels(jim):
+    res = segment(jim, Settings())
+    out = get_model(Settings()).run(jim)
+    expected = poses.multi_poses(out)
+    assert [p.to_dict() for p in res.poses] == [p.to_dict() for p in expected]
+    # The best multi-pose agrees with the single-pose decoder (kept available) on a one-person photo.
+    single = decode.single_pose(out)
+    best = res.poses[0]
+    for a, b in zip(best.keypoints, single.keypoints, strict=True):
+        if a.score > 0.7 and b.score > 0.7:
+            assert np.hypot(a.x - b.x, a.y - b.y) < 0.05 * max(jim.shape), a.part
+
+
+def test_photo_without_people_has_no_confident_pose():
+    rng = np.random.default_rng(0)
+    wall = cv2.GaussianBlur(rng.integers(90, 160, (300, 400, 3), dtype=np.uint8), (0, 0), 3)
+    res = segment(wall, Settings(multi_person=True))
+    assert all(p.score < 0.4 for p in res.poses)
+    assert res.persons == [] and not (res.instance_map > 0).any()
