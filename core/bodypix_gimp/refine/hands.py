@@ -32,6 +32,7 @@ import numpy as np
 from ..models import RuntimeOptions
 from ..result import KEYPOINT_NAMES, Pose
 from ..settings import Settings
+from . import guided
 from .handmodel import Hand, HandModels, landmark_region, palm_region
 
 LEFT_HAND, RIGHT_HAND = 10, 11
@@ -109,9 +110,7 @@ def recover_fingers(
         t1 = time.perf_counter()
         side = hand_side(hand, parts, person, poses)
         added, removed = apply_hand(rgb, mask, parts, hand, side)
-        entry.update(
-            part=side, added=added, removed=removed, snap_ms=round((time.perf_counter() - t1) * 1000, 1)
-        )
+        entry.update(part=side, added=added, removed=removed, snap_ms=round((time.perf_counter() - t1) * 1000, 1))
         info["hands"].append(entry)
     total = (time.perf_counter() - t0) * 1000
     info["detect_ms"] = round((t_detect - t0) * 1000, 1)
@@ -136,9 +135,7 @@ def hand_summary(hand: Hand) -> dict[str, Any]:
 # --- where to look -------------------------------------------------------------------------
 
 
-def find_candidates(
-    mask: np.ndarray, parts: np.ndarray, poses: Sequence[Pose]
-) -> list[tuple[float, float, float]]:
+def find_candidates(mask: np.ndarray, parts: np.ndarray, poses: Sequence[Pose]) -> list[tuple[float, float, float]]:
     """Square crops (x0, y0, side) in which a hand is likely: BodyPix hand blobs and wrists.
 
     A wrist that already lies in a blob's crop, or whose predicted hand centre does, adds
@@ -351,9 +348,7 @@ def _disk(r: int) -> np.ndarray:
 # --- snapping and writing ------------------------------------------------------------------
 
 
-def apply_hand(
-    rgb: np.ndarray, mask: np.ndarray, parts: np.ndarray, hand: Hand, side: int
-) -> tuple[int, int]:
+def apply_hand(rgb: np.ndarray, mask: np.ndarray, parts: np.ndarray, hand: Hand, side: int) -> tuple[int, int]:
     """Snap one hand's prior to the photo and write it into ``mask``/``parts`` in place.
 
     Returns (pixels added to the person, pixels removed from it).
@@ -458,30 +453,12 @@ def snap_scaled(
     bones_s = cv2.resize(
         cv2.dilate(bones.astype(np.uint8), _disk(max(0, k // 2))), size, interpolation=cv2.INTER_NEAREST
     ).astype(bool) & small(bones | prior)
-    fg = snap(
-        cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), small(prior), bones_s, small(person), small(zone)
-    )
+    fg = snap(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), small(prior), bones_s, small(person), small(zone))
     if fg is None:
         return None
     up = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    return guided_filter(grey, up, radius=k + 1, eps=GUIDED_EPS) >= 0.5
-
-
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter with a grey guide (opencv-contrib's ximgproc is not in the
-    headless wheel; the filter is six box filters)."""
-    ksize = (2 * radius + 1, 2 * radius + 1)
-
-    def box(a: np.ndarray) -> np.ndarray:
-        return cv2.boxFilter(a, cv2.CV_32F, ksize, borderType=cv2.BORDER_REFLECT)
-
-    mean_i, mean_p = box(guide), box(src)
-    var_i = box(guide * guide) - mean_i * mean_i
-    cov_ip = box(guide * src) - mean_i * mean_p
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    return box(a) * guide + box(b)
+    return guided.guided_filter(grey, up, radius=k + 1, eps=GUIDED_EPS) >= 0.5
 
 
 def snap(
