@@ -57,13 +57,13 @@ def hand_box(hand: dict[str, Any], shape: tuple[int, int]) -> tuple[int, int, in
 
 
 def hand_metrics(
-    image: np.ndarray,
+    image: np.ndarray | None,
     result: Result,
     gt_mask: np.ndarray | None,
     hands: Sequence[dict[str, Any]] | None = None,
     mask: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Per-hand IoU/recall inside the hand boxes and fingertips inside ``mask``.
+    """Per-hand IoU/recall inside the hand boxes and fingertips inside the mask.
 
     ``hands`` defaults to the hands in ``result``; ``mask`` to ``result.person_mask`` (pass
     another run's mask to score it on the same boxes).  ``gt_mask``: truth, >= 128 person;
@@ -71,7 +71,12 @@ def hand_metrics(
     """
     del image
     hands = found_hands(result) if hands is None else list(hands)
-    pred = (result.person_mask if mask is None else mask) >= 128
+    return score_hands(result.person_mask if mask is None else mask, gt_mask, hands)
+
+
+def score_hands(mask: np.ndarray, gt_mask: np.ndarray | None, hands: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The scores of ``hand_metrics`` for a bare mask (uint8, >= 128 person)."""
+    pred = np.asarray(mask) >= 128
     gt = None if gt_mask is None else np.asarray(gt_mask) >= 128
     per_hand = []
     for hand in hands:
@@ -92,6 +97,25 @@ def hand_metrics(
             entry["tips_inside"] = inside
         per_hand.append(entry)
     return {"hands": per_hand, **summarise(per_hand)}
+
+
+def hand_row(mask: np.ndarray, gt_mask: np.ndarray | None, hands: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Flat per-photo hand scores of one configuration's ``mask``, for the eval harness's rows.
+
+    ``hands`` are shared by every configuration of a photo (``found_hands`` of the run with
+    finger recovery on), so all configurations are scored on the same boxes.  Keys:
+    hand_iou, hand_recall, hand_tips (fraction of confident fingertips inside); NaN when
+    the photo has no hand (the harness's means skip NaN).
+    """
+    if not hands:
+        return {"hand_iou": float("nan"), "hand_recall": float("nan"), "hand_tips": float("nan")}
+    r = score_hands(mask, gt_mask, hands)
+    nan = float("nan")
+    return {
+        "hand_iou": nan if r["iou"] is None else r["iou"],
+        "hand_recall": nan if r["recall"] is None else r["recall"],
+        "hand_tips": nan if r["tip_rate"] is None else r["tip_rate"],
+    }
 
 
 def summarise(per_hand: Sequence[dict[str, Any]]) -> dict[str, Any]:
