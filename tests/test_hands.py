@@ -172,3 +172,13 @@ def test_hand_box_iou_rises_on_a_real_photo_with_fingers_against_the_background(
     assert r["n_hands"] >= 1
     assert r["after"]["iou"] >= r["before"]["iou"] + 0.1
     assert r["after"]["tip_rate"] == 1.0 > r["before"]["tip_rate"]
+
+
+def test_soft_masks_get_feathered_fingers(jim, jim_hand):
+    res = segment(jim, FINGERS.replace(soft_edges=True))
+    lm = jim_hand.landmarks[:, :2]
+    assert all(_inside(res.person_mask, *lm[i]) for i in hands.FINGERTIPS)
+    # across a finger's side the alpha steps through intermediate values, not 0 -> 255
+    x0, y0, x1, y1 = (int(v) for v in res.info["hands"]["hands"][0]["box"])
+    box = res.person_mask[y0:y1, x0:x1]
+    assert ((box > 0) & (box < 255)).sum() > 200

@@ -90,11 +90,15 @@ def score_hands(mask: np.ndarray, gt_mask: np.ndarray | None, hands: Sequence[di
             entry["precision"] = inter / int(p.sum()) if p.any() else 1.0
             entry["gt_fraction"] = float(g.mean())
         if hand["presence"] >= CONFIDENT:
-            inside = 0
-            for x, y in hand["tips"]:
-                xi, yi = int(round(x)), int(round(y))
-                inside += int(0 <= yi < pred.shape[0] and 0 <= xi < pred.shape[1] and bool(pred[yi, xi]))
-            entry["tips_inside"] = inside
+            # fingertips beyond the photo's frame (the model extrapolates them) cannot be
+            # in any mask: only the visible ones count
+            visible = [
+                (int(round(x)), int(round(y)))
+                for x, y in hand["tips"]
+                if 0 <= round(y) < pred.shape[0] and 0 <= round(x) < pred.shape[1]
+            ]
+            entry["tips_visible"] = len(visible)
+            entry["tips_inside"] = sum(bool(pred[y, x]) for x, y in visible)
         per_hand.append(entry)
     return {"hands": per_hand, **summarise(per_hand)}
 
@@ -133,10 +137,10 @@ def summarise(per_hand: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out[key] = float(np.mean(vals)) if vals else None
         vals = [h[key] for h in outline if key in h]
         out[f"outline_{key}"] = float(np.mean(vals)) if vals else None
-    tips = [h["tips_inside"] for h in per_hand if "tips_inside" in h]
+    tips = [(h["tips_inside"], h["tips_visible"]) for h in per_hand if h.get("tips_visible")]
     out["n_confident"] = len(tips)
-    out["tip_rate"] = sum(tips) / (5 * len(tips)) if tips else None
-    out["all_tips_rate"] = sum(t == 5 for t in tips) / len(tips) if tips else None
+    out["tip_rate"] = sum(i for i, _ in tips) / sum(v for _, v in tips) if tips else None
+    out["all_tips_rate"] = sum(i == v for i, v in tips) / len(tips) if tips else None
     return out
 
 

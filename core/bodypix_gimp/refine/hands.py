@@ -109,7 +109,7 @@ def recover_fingers(
             continue
         t1 = time.perf_counter()
         side = hand_side(hand, parts, person, poses)
-        added, removed = apply_hand(rgb, mask, parts, hand, side)
+        added, removed = apply_hand(rgb, mask, parts, hand, side, soft=settings.soft_edges)
         entry.update(part=side, added=added, removed=removed, snap_ms=round((time.perf_counter() - t1) * 1000, 1))
         info["hands"].append(entry)
     total = (time.perf_counter() - t0) * 1000
@@ -348,8 +348,13 @@ def _disk(r: int) -> np.ndarray:
 # --- snapping and writing ------------------------------------------------------------------
 
 
-def apply_hand(rgb: np.ndarray, mask: np.ndarray, parts: np.ndarray, hand: Hand, side: int) -> tuple[int, int]:
+def apply_hand(
+    rgb: np.ndarray, mask: np.ndarray, parts: np.ndarray, hand: Hand, side: int, soft: bool = False
+) -> tuple[int, int]:
     """Snap one hand's prior to the photo and write it into ``mask``/``parts`` in place.
+
+    ``soft``: the mask is a 0..255 alpha; the outline this stage changed is then feathered
+    over about a pixel, like the soft edges around it, instead of a hard step.
 
     Returns (pixels added to the person, pixels removed from it).
     """
@@ -402,6 +407,11 @@ def apply_hand(rgb: np.ndarray, mask: np.ndarray, parts: np.ndarray, hand: Hand,
     sub_parts = parts[y0:y1, x0:x1]
     sub_mask[add] = 255
     sub_mask[remove] = 0
+    if soft and (add.any() or remove.any()):
+        changed = cv2.dilate((add | remove).astype(np.uint8), _disk(2)).astype(bool)
+        hard = np.where(sub_mask >= 128, np.float32(255), np.float32(0))
+        feathered = cv2.GaussianBlur(hard, (5, 5), 0.8)
+        sub_mask[changed] = np.round(feathered[changed]).astype(np.uint8)
     # the snapped hand is the hand part (it never reaches the arm: the palm ends at the wrist)
     sub_parts[new_hand] = side
     return int(add.sum()), int(remove.sum())
