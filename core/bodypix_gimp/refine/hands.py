@@ -67,6 +67,8 @@ PALM_IDS = (0, 1, 2, 5, 9, 13, 17)
 # How far (in hand sizes) the snapped outline may move outside the drawn prior.
 SNAP_MARGIN = 0.06
 SNAP_INNER_MARGIN = 0.015
+# A finger whose bone line is at least this much inside the incoming mask is "present".
+PRESENT_COVERAGE = 0.9
 # GrabCut runs on at most this many pixels per hand (see snap_scaled), and the guided
 # filter that brings its answer back to full size uses this regularisation.
 SNAP_MAX_PIXELS = 10_000
@@ -296,14 +298,19 @@ def hand_scale(landmarks: np.ndarray) -> float:
 
 
 def finger_shapes(
-    landmarks: np.ndarray, shape: tuple[int, int], offset: tuple[int, int] = (0, 0), widen: float = 1.0
+    landmarks: np.ndarray,
+    shape: tuple[int, int],
+    offset: tuple[int, int] = (0, 0),
+    widen: float = 1.0,
+    per_finger: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rasterise the hand prior into arrays of ``shape`` whose (0, 0) is image ``offset`` (x, y).
 
     Returns (fingers, palm, bones): fingers = one capsule chain per finger, widths from
     FINGER_WIDTH x hand scale x ``widen``; palm = the polygon of the palm landmarks grown by
     a sixth of a finger width each side; bones = thin lines along the finger bones and an
-    eroded palm, pixels that are certainly hand.
+    eroded palm, pixels that are certainly hand.  ``per_finger``, when given, receives
+    (capsules, bone line) of each finger, thumb first.
     """
     scale = hand_scale(landmarks)
     pts = landmarks[:, :2] - np.asarray(offset, np.float64)
@@ -323,13 +330,19 @@ def finger_shapes(
         n = float(np.hypot(*d)) or 1.0
         tip = joints[-1] + d / n * TIP_EXTRA * width
         joints = [*joints[:-1], tip]
+        one = np.zeros(shape, np.uint8)
+        line = np.zeros(shape, np.uint8)
         for k, (a, b) in enumerate(zip(joints[:-1], joints[1:], strict=True)):
             wk = width * TAPER[k]
             t = max(1, int(round(wk)))
-            cv2.line(fingers, p(a), p(b), 1, t, cv2.LINE_8, shift)
-            cv2.circle(fingers, p(a), int(round(wk / 2 * f)), 1, -1, cv2.LINE_8, shift)
-            cv2.circle(fingers, p(b), int(round(wk / 2 * f)), 1, -1, cv2.LINE_8, shift)
+            cv2.line(one, p(a), p(b), 1, t, cv2.LINE_8, shift)
+            cv2.circle(one, p(a), int(round(wk / 2 * f)), 1, -1, cv2.LINE_8, shift)
+            cv2.circle(one, p(b), int(round(wk / 2 * f)), 1, -1, cv2.LINE_8, shift)
             cv2.line(bones, p(a), p(b), 1, max(1, int(round(wk * 0.3))), cv2.LINE_8, shift)
+            cv2.line(line, p(a), p(b), 1, 1, cv2.LINE_8, shift)
+        fingers |= one
+        if per_finger is not None:
+            per_finger.append((one.astype(bool), line.astype(bool)))
     palm = np.zeros(shape, np.uint8)
     hull = cv2.convexHull(np.round(pts[list(PALM_IDS)] * f).astype(np.int32))
     cv2.fillConvexPoly(palm, hull, 1, cv2.LINE_8, shift)
@@ -370,7 +383,8 @@ def apply_hand(
     if x1 - x0 < 8 or y1 - y0 < 8:
         return 0, 0
     shape = (y1 - y0, x1 - x0)
-    fingers, palm, bones = finger_shapes(hand.landmarks, shape, (x0, y0))
+    each: list[tuple[np.ndarray, np.ndarray]] = []
+    fingers, palm, bones = finger_shapes(hand.landmarks, shape, (x0, y0), per_finger=each)
     prior = fingers | palm
     person = mask[y0:y1, x0:x1] >= 128
     # one distance map replaces several large dilations (cost independent of the radius)
@@ -401,8 +415,25 @@ def apply_hand(
     # fingers, and background by the snap's colour models.  Only there is anything removed:
     # BodyPix's halo elsewhere is the edge stage's business, and a fist or a hand in front
     # of the body has no gaps (removals there only ever made the masks worse).
-    remove = person & hull.astype(bool) & ~palm & ~new_hand & ~fg
-    add = new_hand & ~person
+    #
+    # A finger the incoming mask already has (its bone line beyond the palm is >= 90%
+    # person) keeps the mask's outline: after a good edge stage that outline is finer than
+    # this snap, which runs at reduced resolution.  Only missing fingers (and a missing
+    # palm) are added, and next to present fingers nothing within the snap's own pixel
+    # size is removed.
+    missing = np.zeros(shape, bool)
+    for capsule, line in each:
+        line = line & ~palm
+        if line.any() and person[line].mean() < PRESENT_COVERAGE:
+            missing |= capsule
+    core = bones & palm
+    if core.any() and person[core].mean() < PRESENT_COVERAGE:
+        missing |= palm
+    missing = _distance_outside(missing) <= margin if missing.any() else missing
+    tol = max(1, math.ceil(math.sqrt(shape[0] * shape[1] / SNAP_MAX_PIXELS)))
+    away = _distance_outside(new_hand) > tol if new_hand.any() else np.ones(shape, bool)
+    remove = person & hull.astype(bool) & ~palm & ~new_hand & ~fg & (away | missing)
+    add = new_hand & ~person & missing
     sub_mask = mask[y0:y1, x0:x1]
     sub_parts = parts[y0:y1, x0:x1]
     sub_mask[add] = 255
