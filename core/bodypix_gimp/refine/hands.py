@@ -69,6 +69,9 @@ SNAP_MARGIN = 0.06
 SNAP_INNER_MARGIN = 0.015
 # A finger whose bone line is at least this much inside the incoming mask is "present".
 PRESENT_COVERAGE = 0.9
+# With every finger present, the snap runs only if more than this fraction of the hand's
+# area (or 8 px) is person between the fingers, away from them: gaps filled in.
+GAP_FILL = 0.02
 # GrabCut runs on at most this many pixels per hand (see snap_scaled), and the guided
 # filter that brings its answer back to full size uses this regularisation.
 SNAP_MAX_PIXELS = 10_000
@@ -396,26 +399,7 @@ def apply_hand(
     cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
     zone = hand_zone | hull.astype(bool)
 
-    fg = snap_scaled(rgb[y0:y1, x0:x1], prior, bones, person, zone)
-    if fg is None:
-        return 0, 0
-    # the hand: what the snap calls foreground close to the prior, connected to the bones
     margin = max(2, int(round(SNAP_MARGIN * scale)))
-    # outward the outline may move by the margin; between the fingers (inside the hull) by
-    # a pixel or two only: there a skin-coloured background (a red book) would otherwise
-    # bridge a narrow gap, and the drawn finger widths are calibrated to be about right
-    inner = max(1.0, SNAP_INNER_MARGIN * scale)
-    near_prior = (dist <= margin) & (~hull.astype(bool) | (dist <= inner))
-    new_hand = _connected_to(fg & near_prior, bones)
-    # sanity: the snapped hand must cover most of the bones and stay near the prior's size;
-    # otherwise (a glove on a matching background, motion blur) trust the drawn prior
-    if new_hand[bones].mean() < 0.6 or new_hand.sum() > 1.8 * prior.sum():
-        new_hand = prior.copy()
-    # between the fingers: inside the hand's convex region, outside the palm and the snapped
-    # fingers, and background by the snap's colour models.  Only there is anything removed:
-    # BodyPix's halo elsewhere is the edge stage's business, and a fist or a hand in front
-    # of the body has no gaps (removals there only ever made the masks worse).
-    #
     # A finger the incoming mask already has (its bone line beyond the palm is >= 90%
     # person) keeps the mask's outline: after a good edge stage that outline is finer than
     # this snap, which runs at reduced resolution.  Only missing fingers (and a missing
@@ -430,12 +414,38 @@ def apply_hand(
     if core.any() and person[core].mean() < PRESENT_COVERAGE:
         missing |= palm
     missing = _distance_outside(missing) <= margin if missing.any() else missing
+    sub_mask = mask[y0:y1, x0:x1]
+    sub_parts = parts[y0:y1, x0:x1]
+    if not missing.any():
+        # the whole hand is there: unless the gaps between the fingers are filled in, the
+        # mask is left as it is (and the snap, most of this stage's cost, is skipped)
+        filled = person & hull.astype(bool) & ~palm & (dist > margin)
+        if filled.sum() <= max(8, GAP_FILL * prior.sum()):
+            sub_parts[prior & person] = side
+            return 0, 0
+
+    fg = snap_scaled(rgb[y0:y1, x0:x1], prior, bones, person, zone)
+    if fg is None:
+        return 0, 0
+    # the hand: what the snap calls foreground close to the prior, connected to the bones
+    # outward the outline may move by the margin; between the fingers (inside the hull) by
+    # a pixel or two only: there a skin-coloured background (a red book) would otherwise
+    # bridge a narrow gap, and the drawn finger widths are calibrated to be about right
+    inner = max(1.0, SNAP_INNER_MARGIN * scale)
+    near_prior = (dist <= margin) & (~hull.astype(bool) | (dist <= inner))
+    new_hand = _connected_to(fg & near_prior, bones)
+    # sanity: the snapped hand must cover most of the bones and stay near the prior's size;
+    # otherwise (a glove on a matching background, motion blur) trust the drawn prior
+    if new_hand[bones].mean() < 0.6 or new_hand.sum() > 1.8 * prior.sum():
+        new_hand = prior.copy()
+    # between the fingers: inside the hand's convex region, outside the palm and the snapped
+    # fingers, and background by the snap's colour models.  Only there is anything removed:
+    # BodyPix's halo elsewhere is the edge stage's business, and a fist or a hand in front
+    # of the body has no gaps (removals there only ever made the masks worse).
     tol = max(1, math.ceil(math.sqrt(shape[0] * shape[1] / SNAP_MAX_PIXELS)))
     away = _distance_outside(new_hand) > tol if new_hand.any() else np.ones(shape, bool)
     remove = person & hull.astype(bool) & ~palm & ~new_hand & ~fg & (away | missing)
     add = new_hand & ~person & missing
-    sub_mask = mask[y0:y1, x0:x1]
-    sub_parts = parts[y0:y1, x0:x1]
     sub_mask[add] = 255
     sub_mask[remove] = 0
     if soft and (add.any() or remove.any()):
