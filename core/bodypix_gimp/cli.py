@@ -16,6 +16,8 @@ SUBCOMMANDS = [
     "bodypix_gimp.cli_models",
     "bodypix_gimp.setup_models",
     "bodypix_gimp.bench",
+    "bodypix_gimp.cli_eval",
+    "bodypix_gimp.cli_hands",
 ]
 
 

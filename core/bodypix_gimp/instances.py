@@ -4,7 +4,8 @@ A faithful, vectorised port of ``segmentMultiPerson`` / ``segmentMultiPersonPart
 CPU backend (``multi_person/decode_instance_masks.ts`` -> ``decode_multiple_masks_cpu.ts``),
 the one the TF.js reference tests run:
 
-* Only poses with ``score >= score_threshold`` become instances (``posesAboveScore``).
+* Only poses with ``score >= min_pose_score`` become instances (``posesAboveScore``; body-pix
+  passes its ``scoreThreshold`` as ``minPoseScore``).
 * Every person pixel (x, y) of the photo body-pix saw gets an embedding per keypoint k
   of the first five (nose, eyes, ears; body-pix's ``numKptForMatching = 5``): start at
   (x, y) plus the long offset of the grid cell the pixel falls in, then ``refine_steps``
@@ -23,14 +24,18 @@ default 0.3 gives the reference result.
 This project's additions, none of which change the reference result on body-pix's own
 mask: the pixels assigned are those of the *final* person mask (after edge refinement and
 finger recovery), so instances always partition it and never overlap; people are numbered
-left to right; instances that get no pixels are dropped; photos above the input cap are
-assigned at the working resolution and the labels taken back to full size by nearest
-neighbour (assigning 24 MP pixels one by one would cost seconds for no visible gain).
+left to right; instances that get no pixels are dropped; above ``ASSIGN_PIXELS`` working
+pixels (photos above the input cap, or big photos at a low internal resolution) body-pix's
+rule is applied to a coarser grid of sample pixels and the labels taken back to full size by
+nearest neighbour (assigning 24 MP pixels one by one would cost many seconds for no visible
+gain: the long offsets live on a 16-pixel grid).
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -44,15 +49,11 @@ from .result import PART_NAMES, Person
 NUM_KEYPOINTS_FOR_MATCHING = 5  # body-pix decodeMultipleMasksCPU numKptForMatching
 CHUNK = 1 << 17  # pixels per vectorised chunk (bounds the temporaries to ~60 MB per thread)
 MAX_THREADS = 4
-
-
-def _js_round(v: np.ndarray) -> np.ndarray:
-    """JavaScript ``Math.round`` (halves towards +infinity); NaN stays NaN."""
-    return np.floor(v + 0.5)
+ASSIGN_PIXELS = 1_000_000  # working pixels assigned one by one; above, a coarser grid of samples
 
 
 def embeddings(ys: np.ndarray, xs: np.ndarray, long_offsets: np.ndarray, geo: Geometry, refine_steps: int,
-               num_keypoints: int = NUM_KEYPOINTS_FOR_MATCHING) -> tuple[np.ndarray, np.ndarray]:
+               keypoints: Sequence[int] = range(NUM_KEYPOINTS_FOR_MATCHING)) -> tuple[np.ndarray, np.ndarray]:
     """body-pix ``getEmbedding`` for pixels (ys, xs) of the working image -> y and x, (K, N) float64 each.
 
     Positions whose grid index falls outside the long-offset buffer become NaN, as the
@@ -61,14 +62,15 @@ def embeddings(ys: np.ndarray, xs: np.ndarray, long_offsets: np.ndarray, geo: Ge
     """
     gh, gw, _ = long_offsets.shape
     ncell = gh * gw
-    k_idx = np.arange(num_keypoints)
+    k_idx = np.asarray(list(keypoints), dtype=np.intp)
+    num_keypoints = len(k_idx)
     # Per keypoint, the flat (cell) table with one NaN cell appended for out-of-buffer reads.
     table_y = np.full((num_keypoints, ncell + 1), np.nan)
     table_x = np.full((num_keypoints, ncell + 1), np.nan)
     flat = long_offsets.reshape(ncell, -1).astype(np.float64)
     table_y[:, :ncell] = flat[:, k_idx].T
     table_x[:, :ncell] = flat[:, k_idx + NUM_KEYPOINTS].T
-    base = (k_idx * (ncell + 1))[:, None]  # row start of each keypoint in the raveled tables
+    base = (np.arange(num_keypoints) * (ncell + 1))[:, None]  # row starts in the raveled tables
     table_y, table_x = table_y.ravel(), table_x.ravel()
     height, width = geo.work_height, geo.work_width
     scale_y = geo.input_height / (geo.pad_top + geo.pad_bottom + height)
@@ -77,7 +79,8 @@ def embeddings(ys: np.ndarray, xs: np.ndarray, long_offsets: np.ndarray, geo: Ge
     pad_t, pad_l = float(geo.pad_top), float(geo.pad_left)
 
     def grid(v: np.ndarray, pad: float, scale: float, out: np.ndarray) -> np.ndarray:
-        # convertToPositionInOuput along one axis, in body-pix's order so halves round alike.
+        # convertToPositionInOuput along one axis, in body-pix's order so halves round alike;
+        # floor(v + 0.5) is JavaScript's Math.round (NaN stays NaN).
         np.add(v, pad, out=out)
         out += 1.0
         out *= scale
@@ -122,27 +125,27 @@ def embeddings(ys: np.ndarray, xs: np.ndarray, long_offsets: np.ndarray, geo: Ge
     return y, x
 
 
-def match(emb_y: np.ndarray, emb_x: np.ndarray, pose_yx: list[np.ndarray], pose_scores: list[np.ndarray],
-          min_keypoint_score: float) -> np.ndarray:
+def match(emb_y: np.ndarray, emb_x: np.ndarray, keypoints: Sequence[int], pose_yx: list[np.ndarray],
+          pose_scores: list[np.ndarray], min_keypoint_score: float) -> np.ndarray:
     """body-pix ``matchEmbeddingToInstance``: index of the nearest pose per pixel, -1 for none.
 
     Distance = mean over the pose's keypoints with score > ``min_keypoint_score`` of the
     squared distance to the pixel's embedding, summed in body-pix's order; a pose with no
     such keypoint never wins, and NaN distances never win (``dist < best`` is false).
     """
-    k_used, n = emb_y.shape
+    n = emb_y.shape[1]
     best = np.full(n, np.inf)
     label = np.full(n, -1, np.int32)
     d, t, u = np.empty(n), np.empty(n), np.empty(n)
     for i, (yx, sc) in enumerate(zip(pose_yx, pose_scores, strict=True)):
-        sel = [k for k in range(k_used) if sc[k] > min_keypoint_score]
+        sel = [(row, k) for row, k in enumerate(keypoints) if sc[k] > min_keypoint_score]
         if not sel:
             continue
         d.fill(0.0)
-        for k in sel:
-            np.subtract(emb_x[k], yx[k, 1], out=t)
+        for row, k in sel:
+            np.subtract(emb_x[row], yx[k, 1], out=t)
             t *= t
-            np.subtract(emb_y[k], yx[k, 0], out=u)
+            np.subtract(emb_y[row], yx[k, 0], out=u)
             u *= u
             t += u
             d += t
@@ -153,120 +156,130 @@ def match(emb_y: np.ndarray, emb_x: np.ndarray, pose_yx: list[np.ndarray], pose_
     return label
 
 
-def instance_labels(out: BodyPixOutput, raws: list[RawPose], mask: np.ndarray, score_threshold: float,
+def _sample_grid(geo: Geometry) -> tuple[int, int]:
+    """Size of the grid of pixels that are assigned one by one: the working image, or a coarser grid."""
+    h, w = geo.work_height, geo.work_width
+    if h * w <= ASSIGN_PIXELS:
+        return h, w
+    scale = math.sqrt(ASSIGN_PIXELS / (h * w))
+    return max(1, int(h * scale)), max(1, int(w * scale))
+
+
+def instance_labels(out: BodyPixOutput, raws: list[RawPose], mask: np.ndarray, min_pose_score: float,
                     refine_steps: int, min_keypoint_score: float) -> tuple[np.ndarray, list[int]]:
     """Label map (int16, photo size, -1 = nobody) of the pixels where ``mask`` > 0.
 
-    Returns the labels and, per label value, the index into ``raws`` of its pose.
+    Returns the labels and, per label value, the index into ``raws`` of its pose.  Up to
+    ``ASSIGN_PIXELS`` working pixels every pixel is assigned as body-pix does; above, body-pix's
+    rule is applied to a coarser grid of sample pixels and each pixel takes the label of its
+    sample (the long offsets live on a 16-pixel grid, so labels change on that scale anyway).
     """
     geo = out.geometry
-    above = [i for i, r in enumerate(raws) if r.score >= score_threshold]
+    above = [i for i, r in enumerate(raws) if r.score >= min_pose_score]
     labels = np.full(mask.shape, -1, np.int16)
-    if not above or not mask.any():
+    person = mask > 0
+    if not above or not person.any():
         return labels, above
     pose_yx = [to_work(raws[i], geo) for i in above]
     pose_scores = [raws[i].scores for i in above]
-    person = mask > 0
-    if geo.capped:
-        # Any coverage of a working pixel makes it a candidate; labels come back by nearest neighbour.
-        work = cv2.resize(person.astype(np.uint8) * 255, (geo.work_width, geo.work_height),
-                          interpolation=cv2.INTER_AREA) > 0
+    # Keypoints some pose can match on; the others' embeddings would never be read.
+    keypoints = [k for k in range(NUM_KEYPOINTS_FOR_MATCHING) if any(sc[k] > min_keypoint_score for sc in pose_scores)]
+    if not keypoints:
+        return labels, above
+    sh, sw = _sample_grid(geo)
+    exact = (sh, sw) == (geo.height, geo.width)
+    if exact:
+        samples = person
     else:
-        work = person
-    ys, xs = np.nonzero(work)
-    work_labels = np.full(work.shape, -1, np.int16)
+        # A sample is a candidate when any person pixel falls in its area.
+        samples = cv2.resize(person.view(np.uint8) * np.uint8(255), (sw, sh), interpolation=cv2.INTER_AREA) > 0
+    si, sj = np.nonzero(samples)
+    if (sh, sw) == (geo.work_height, geo.work_width):
+        ys, xs = si, sj
+    else:  # the working pixel nearest each sample's centre
+        ys = np.minimum(np.round((si + 0.5) * geo.work_height / sh - 0.5), geo.work_height - 1).astype(np.intp)
+        xs = np.minimum(np.round((sj + 0.5) * geo.work_width / sw - 0.5), geo.work_width - 1).astype(np.intp)
+    sample_labels = np.full((sh, sw), -1, np.int16)
 
     def assign(span: tuple[int, int]) -> None:
         a, b = span
-        emb_y, emb_x = embeddings(ys[a:b], xs[a:b], out.long_offsets, geo, refine_steps)
-        work_labels[ys[a:b], xs[a:b]] = match(emb_y, emb_x, pose_yx, pose_scores, min_keypoint_score)
+        emb_y, emb_x = embeddings(ys[a:b], xs[a:b], out.long_offsets, geo, refine_steps, keypoints)
+        sample_labels[si[a:b], sj[a:b]] = match(emb_y, emb_x, keypoints, pose_yx, pose_scores,
+                                                min_keypoint_score)
 
     # numpy releases the GIL in its loops, so chunks run in parallel on threads.
     workers = max(1, min(MAX_THREADS, os.cpu_count() or 1))
-    step = max(4096, min(CHUNK, -(-len(ys) // workers)))
-    spans = list(strips(len(ys), step))
+    step = max(4096, min(CHUNK, -(-len(si) // workers)))
+    spans = list(strips(len(si), step))
     if workers == 1 or len(spans) == 1:
         for span in spans:
             assign(span)
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(assign, spans))
-    if geo.capped:
-        rows = np.minimum(((np.arange(geo.height) + 0.5) * geo.work_height / geo.height).astype(np.intp),
-                          geo.work_height - 1)
-        cols = np.minimum(((np.arange(geo.width) + 0.5) * geo.work_width / geo.width).astype(np.intp),
-                          geo.work_width - 1)
-        for a, b in strips(geo.height, max(1, CHUNK // max(geo.width, 1))):
-            labels[a:b] = np.where(person[a:b], work_labels[rows[a:b]][:, cols], -1)
+    if exact:
+        labels[person] = sample_labels[person]
     else:
-        labels[person] = work_labels[person]
+        rows = np.minimum(((np.arange(geo.height) + 0.5) * sh / geo.height).astype(np.intp), sh - 1)
+        cols = np.minimum(((np.arange(geo.width) + 0.5) * sw / geo.width).astype(np.intp), sw - 1)
+        for a, b in strips(geo.height, max(1, CHUNK // max(geo.width, 1))):
+            labels[a:b] = np.where(person[a:b], sample_labels[rows[a:b]][:, cols], -1)
     return labels, above
 
 
 def build_persons(out: BodyPixOutput, raws: list[RawPose], person_mask: np.ndarray, part_map: np.ndarray,
-                  score_threshold: float, refine_steps: int,
+                  min_pose_score: float, refine_steps: int,
                   min_keypoint_score: float) -> tuple[list[Person], np.ndarray, dict[str, int]]:
     """Persons ordered left to right, the instance map (0 = nobody, k = Person k) and counts for ``info``.
 
     Each person's mask is the final ``person_mask`` on the pixels assigned to it, so people
     partition the final mask (minus the pixels no pose claims) and never overlap.
     """
-    labels, pose_index = instance_labels(out, raws, person_mask, score_threshold, refine_steps,
+    labels, pose_index = instance_labels(out, raws, person_mask, min_pose_score, refine_steps,
                                          min_keypoint_score)
     n = len(pose_index)
     h, w = labels.shape
-    col_hist, row_hist, part_hist = _label_histograms(labels, part_map, n)
-    counts = row_hist.sum(axis=1)  # slot 0 = nobody (background and unassigned)
-    keep = [i for i in range(n) if counts[i + 1] > 0]
-    info = {"instances_decoded": n, "instances_empty": n - len(keep),
-            "unassigned_pixels": int(counts[0] - (person_mask == 0).sum())}
-    if not keep:
+    stats = {}
+    for i in range(n):
+        mine = labels == i
+        x, y, bw, bh = cv2.boundingRect(mine.view(np.uint8))
+        if bw == 0:
+            continue  # body-pix keeps instances without pixels; a person needs at least one
+        crop = mine[y:y + bh, x:x + bw]
+        m = cv2.moments(crop.view(np.uint8), binaryImage=True)
+        present = np.bincount(part_map[y:y + bh, x:x + bw][crop], minlength=256)[: len(PART_NAMES)]
+        stats[i] = {"bbox": (x, y, x + bw, y + bh), "pixels": int(round(m["m00"])),
+                    "centroid": (x + m["m10"] / m["m00"], y + m["m01"] / m["m00"]),
+                    "parts": [PART_NAMES[p] for p in np.nonzero(present)[0]]}
+    info = {"instances_decoded": n, "instances_empty": n - len(stats),
+            "unassigned_pixels": int((person_mask > 0).sum()) - sum(v["pixels"] for v in stats.values())}
+    if not stats:
         return [], np.zeros((h, w), np.uint8), info
-
-    def centroid(i: int) -> tuple[float, float]:
-        c = counts[i + 1]
-        return float(col_hist[i + 1] @ np.arange(w)) / c, float(row_hist[i + 1] @ np.arange(h)) / c
-
-    order = sorted(keep, key=lambda i: (*centroid(i), i))
-    remap = np.zeros(n + 1, np.uint16 if len(keep) >= 255 else np.uint8)
+    order = sorted(stats, key=lambda i: (*stats[i]["centroid"], i))
+    remap = np.zeros(n + 1, np.uint16 if len(order) >= 255 else np.uint8)
     for new, i in enumerate(order, start=1):
         remap[i + 1] = new
     instance_map = np.empty((h, w), remap.dtype)
     for a, b in strips(h, max(1, CHUNK // max(w, 1))):
         instance_map[a:b] = remap[labels[a:b].astype(np.intp) + 1]
-    persons = []
-    for new, i in enumerate(order, start=1):
-        rows = np.nonzero(row_hist[i + 1])[0]
-        cols = np.nonzero(col_hist[i + 1])[0]
-        persons.append(Person(
-            index=new,
-            bbox=(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1),
-            pixels=int(counts[i + 1]),
-            pose=to_photo(raws[pose_index[i]], out.geometry),
-            parts=[PART_NAMES[p] for p in np.nonzero(part_hist[i + 1, : len(PART_NAMES)])[0]],
-            instance_map=instance_map,
-            person_mask=person_mask,
-            all_parts=part_map,
-        ))
+    persons = [Person(index=new, bbox=stats[i]["bbox"], pixels=stats[i]["pixels"],
+                      pose=to_photo(raws[pose_index[i]], out.geometry), parts=stats[i]["parts"],
+                      instance_map=instance_map, person_mask=person_mask, all_parts=part_map)
+               for new, i in enumerate(order, start=1)]
     return persons, instance_map, info
 
 
-def _label_histograms(labels: np.ndarray, part_map: np.ndarray,
-                      n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per label slot (label + 1): pixel counts per column, per row and per part value (0..255).
+def persons_overlapping(instance_map: np.ndarray, person_mask: np.ndarray,
+                        selection: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
+    """Mask (uint8 HxW, the final person mask's values) of the people a selection touches, and their indices.
 
-    Row strips keep the temporaries small on a 24 MP photo; one pass gives boxes,
-    centroids and parts for every person.
+    What "Select Person" in a group photo does: with a selection (any pixel >= 128 counts),
+    every person with a pixel inside it; without one (None or empty), everybody.
     """
-    h, w = labels.shape
-    slots = n + 1
-    cols = np.zeros((slots, w), np.int64)
-    rows = np.zeros((slots, h), np.int64)
-    parts = np.zeros((slots, 256), np.int64)
-    for a, b in strips(h, max(1, CHUNK // max(w, 1))):
-        lab = labels[a:b].astype(np.intp) + 1
-        cols += np.bincount((lab * w + np.arange(w)).ravel(), minlength=slots * w).reshape(slots, w)
-        rows[:, a:b] = np.bincount((lab * (b - a) + np.arange(b - a)[:, None]).ravel(),
-                                   minlength=slots * (b - a)).reshape(slots, b - a)
-        parts += np.bincount((lab * 256 + part_map[a:b]).ravel(), minlength=slots * 256).reshape(slots, 256)
-    return cols, rows, parts
+    inside = None if selection is None else selection >= 128
+    if inside is None or not inside.any():
+        ids = [int(v) for v in np.unique(instance_map) if v > 0]
+    else:
+        ids = [int(v) for v in np.unique(instance_map[inside]) if v > 0]
+    chosen = np.isin(instance_map, ids) if ids else np.zeros(instance_map.shape, bool)
+    return np.where(chosen, person_mask, np.uint8(0)).astype(np.uint8), ids

@@ -108,9 +108,9 @@ def segment(
         report(0.9, "Separating people")
         from .instances import build_persons
 
+        min_pose = settings.score_threshold if settings.min_pose_score is None else settings.min_pose_score
         persons, instance_map, info["instances"] = build_persons(
-            out, raw_poses, mask, part_map, settings.score_threshold, settings.refine_steps,
-            settings.min_keypoint_score)
+            out, raw_poses, mask, part_map, min_pose, settings.refine_steps, settings.min_keypoint_score)
         lap("persons")
     timings["total"] = sum(timings.values())
     report(1.0, "Done")

@@ -130,6 +130,8 @@ class _Installer:
             if src.is_file() and not self.convert:
                 self.staged[rel] = _verify(src, self.onnx_sha.get(rel), rel)
                 _copy(src, dst)
+                if rel not in self.onnx_sha:
+                    self.notes.append(f"{name}: no recorded checksum for {rel}; copied as is")
                 return
             model_json = self.models_from / spec["tfjs_path"]
             if not model_json.is_file():
@@ -255,8 +257,10 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
         if not source.is_dir():
             raise SetupError(f"--from folder does not exist: {source}")
     target = Path(target_dir).expanduser() if target_dir else user_models_dir()
+    created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
+    ok = False
     try:
         inst = _Installer(staging, manifest, source, base_url or BODYPIX_BASE_URL, convert, dilation,
                           progress, timeout, retries, aux_base_url)
@@ -269,8 +273,11 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
             else:
                 inst.aux(name, specs[name], required=aux is not None)
         _commit(staging, target, inst.staged)
+        ok = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and not ok and not any(target.iterdir()):
+            target.rmdir()  # a failed first install leaves no empty folder behind
     inst.step = (0.0, 1.0)
     inst.report(1.0, "models ready")
     return InstallResult(target=target.resolve(), installed=dict(inst.staged), notes=inst.notes,
@@ -322,17 +329,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .convert import ConversionError
 
+    tty = sys.stderr.isatty()
+
     def show(fraction: float, message: str) -> None:
         print(f"\r[{fraction * 100:5.1f}%] {message[:70]:70s}", end="", file=sys.stderr, flush=True)
 
     try:
         result = install(args.target, args.models_from, args.variant, [] if args.no_aux else None,
-                         progress=show if sys.stderr.isatty() else None, convert=args.convert,
+                         progress=show if tty else None, convert=args.convert,
                          base_url=args.base_url, dilation="tfjs" if args.tfjs_dilation else "fixed")
     except (SetupError, DownloadError, ConversionError, ManifestError) as e:
-        print(f"\nbodypix-gimp: error: {e}", file=sys.stderr)
+        print(f"{chr(10) if tty else ''}bodypix-gimp: error: {e}", file=sys.stderr)
         return 2
-    if sys.stderr.isatty():
+    if tty:
         print(file=sys.stderr)
     print(f"Installed {len(result.installed)} file(s) into {result.target} in {result.seconds:.1f} s")
     for rel in sorted(result.installed):

@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+# bodypix-gimp: one-click person and body-part selection for GIMP 3.
+# Copyright (C) 2026 the bodypix-gimp authors. GPL-3.0-or-later.
+"""GIMP 3 procedures: Select Person, Select Body Parts, Body Parts to Layers, Person to Layer Mask.
+
+Thin on purpose: every pixel decision is made by ``bodypix_gimp`` (core/) in a separate
+process (``worker_client``); this file declares the procedures and their dialog, moves
+pixels in and masks out (``pixels``) and wraps every change of the image in one undo group.
+The image is changed only after the worker has succeeded, so an error or a cancel leaves
+it untouched.
+"""
+
+import json
+import os
+import sys
+import time
+
+T0 = time.perf_counter()  # the plug-in process's Python is up; used by the timing report
+
+import gi  # noqa: E402
+
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gimp, GLib, GObject  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pixels  # noqa: E402
+from worker_client import BodyPixError, Worker, load_config  # noqa: E402
+
+PLUG_IN_BINARY = "bodypix"
+TIMING_ENV = "BODYPIX_GIMP_TIMING"  # set: print where a call's time went (benchmark)
+TIMES = {}
+RUN_MODE = [Gimp.RunMode.NONINTERACTIVE]  # of the current call
+
+
+def stamp(name):
+    TIMES[name] = round((time.perf_counter() - T0) * 1000, 1)
+
+
+SELECT_PERSON = "plug-in-bodypix-select-person"
+SELECT_PARTS = "plug-in-bodypix-select-parts"
+PARTS_TO_LAYERS = "plug-in-bodypix-parts-to-layers"
+PERSON_TO_MASK = "plug-in-bodypix-person-to-layer-mask"
+
+PART_NAMES = (
+    "left_face",
+    "right_face",
+    "left_upper_arm_front",
+    "left_upper_arm_back",
+    "right_upper_arm_front",
+    "right_upper_arm_back",
+    "left_lower_arm_front",
+    "left_lower_arm_back",
+    "right_lower_arm_front",
+    "right_lower_arm_back",
+    "left_hand",
+    "right_hand",
+    "torso_front",
+    "torso_back",
+    "left_upper_leg_front",
+    "left_upper_leg_back",
+    "right_upper_leg_front",
+    "right_upper_leg_back",
+    "left_lower_leg_front",
+    "left_lower_leg_back",
+    "right_lower_leg_front",
+    "right_lower_leg_back",
+    "left_feet",
+    "right_feet",
+)  # fmt: skip  (names only, for the dialog; the core owns what they mean)
+GROUPS = ("person", "face", "hands", "arms", "legs", "feet", "torso", "custom")
+OPERATIONS = {
+    "replace": Gimp.ChannelOps.REPLACE,
+    "add": Gimp.ChannelOps.ADD,
+    "subtract": Gimp.ChannelOps.SUBTRACT,
+    "intersect": Gimp.ChannelOps.INTERSECT,
+}
+
+DOCS = {
+    SELECT_PERSON: (
+        "Select the person (or people) in the active layer",
+        "Runs BodyPix 2.0 on the active layer (or on everything visible) and makes the person mask the "
+        "selection, with the usual modes (replace, add, subtract, intersect). With 'Only persons inside "
+        "the selection', only people who overlap the existing selection are selected: draw a rectangle "
+        "around one person in a group photo, then call this.",
+        "<Image>/Select",
+        "_Person (BodyPix)...",
+    ),
+    SELECT_PARTS: (
+        "Select body parts (face, hands, arms, legs, feet, torso or any of 24 parts)",
+        "Runs BodyPix 2.0 and selects the chosen body-part group, or with group 'custom' the parts ticked in "
+        "the dialog and those named in 'Parts' (comma separated, e.g. 'left_hand,right_hand'). Part names: "
+        + ", ".join(PART_NAMES)
+        + ".",
+        "<Image>/Select",
+        "_Body Parts (BodyPix)...",
+    ),
+    PARTS_TO_LAYERS: (
+        "Body parts to a layer group and channels",
+        "Adds a layer group above the active layer with one mask layer per body part that is present "
+        "(named by part, e.g. 'left hand'), a coloured part map at reduced opacity, and the same masks as "
+        "channels (saved selections) so any part can be re-selected from the Channels dock.",
+        "<Image>/Layer",
+        "Body Parts to _Layers (BodyPix)...",
+    ),
+    PERSON_TO_MASK: (
+        "Person mask as layer mask of the active layer",
+        "Runs BodyPix 2.0 and adds the person mask as a layer mask of the active layer (the classic "
+        "cut-out). The layer's pixels are not changed; an alpha channel is added when the layer has none.",
+        "<Image>/Layer/Mask",
+        "Person to Layer _Mask (BodyPix)...",
+    ),
+}
+
+
+def choice(*items):
+    c = Gimp.Choice.new()
+    for i, (nick, label) in enumerate(items):
+        c.add(nick, i, label, "")
+    return c
+
+
+def add_common_arguments(p, soft=False):
+    """Quality knobs every procedure shares; defaults are the product defaults."""
+    rw = GObject.ParamFlags.READWRITE
+    p.add_choice_argument(
+        "source",
+        "_Source",
+        "Which pixels to analyse",
+        choice(("layer", "Active layer"), ("visible", "Everything visible (merged copy)")),
+        "layer",
+        rw,
+    )
+    p.add_choice_argument(
+        "quality",
+        "_Quality",
+        "fast: MobileNet stride 16; accurate: stride 8 (slower)",
+        choice(("fast", "Fast"), ("accurate", "Accurate")),
+        "fast",
+        rw,
+    )
+    p.add_boolean_argument("refine-edges", "_Refine edges", "Move the mask edge onto the real edge", True, rw)
+    p.add_boolean_argument("recover-fingers", "Recover _fingers", "Add fingers BodyPix misses", True, rw)
+    p.add_double_argument(
+        "threshold", "_Threshold", "Person probability threshold (body-pix default 0.7)", 0.0, 1.0, 0.7, rw
+    )
+    p.add_choice_argument(
+        "internal-resolution",
+        "_Internal resolution",
+        "Network input size relative to the photo",
+        choice(("low", "Low"), ("medium", "Medium"), ("high", "High"), ("full", "Full")),
+        "medium",
+        rw,
+    )
+    if soft:
+        p.add_boolean_argument("soft-edges", "So_ft edges", "Partial selection along the edge", False, rw)
+
+
+def add_selection_arguments(p):
+    rw = GObject.ParamFlags.READWRITE
+    p.add_choice_argument(
+        "operation",
+        "_Mode",
+        "How to combine with the current selection",
+        choice(("replace", "Replace"), ("add", "Add"), ("subtract", "Subtract"), ("intersect", "Intersect")),
+        "replace",
+        rw,
+    )
+    p.add_boolean_argument(
+        "inside-selection",
+        "Only persons _inside the selection",
+        "Select only the people who overlap the current selection",
+        False,
+        rw,
+    )
+
+
+def options_of(config, soft=False):
+    """Dialog values -> the worker's options (the core turns them into Settings)."""
+    opts = {
+        "quality": config.get_property("quality"),
+        "refine": config.get_property("refine-edges"),
+        "fingers": config.get_property("recover-fingers"),
+        "threshold": config.get_property("threshold"),
+        "internal_resolution": config.get_property("internal-resolution"),
+    }
+    if soft:
+        opts["soft_edges"] = config.get_property("soft-edges")
+    return opts
+
+
+def source_layer(drawables):
+    """The one layer the procedure works on; a clear message otherwise."""
+    if len(drawables) != 1:
+        raise BodyPixError(f"Select exactly one layer ({len(drawables)} items are selected).", "input")
+    d = drawables[0]
+    if d.is_layer_mask():
+        d = Gimp.Layer.from_mask(d)
+    if not d.is_layer():
+        raise BodyPixError(f"'{d.get_name()}' is not a layer; select the layer to analyse.", "input")
+    return d
+
+
+def compute(image, layer, config, op, target_rect, parts=None, with_selection=False, soft=False):
+    """Run the worker on the chosen pixels; returns (result, worker) for reading the items."""
+    cfg = load_config()
+    Gimp.progress_init("BodyPix: starting")
+
+    def progress(fraction, message):
+        Gimp.progress_set_text("BodyPix: " + message)
+        Gimp.progress_update(0.1 + 0.8 * fraction)
+
+    request = {
+        "op": op,
+        "options": options_of(config, soft),
+        "label": layer.get_name(),
+        "target_rect": list(target_rect),
+        "parts": parts or [],
+    }
+    visible = config.get_property("source") == "visible"
+    worker = Worker(cfg, request, progress)
+    try:
+        if visible:
+            # the source rectangle is only known after merging; start the worker afterwards
+            data, channels, rect = pixels.read_visible(image)
+            worker.request["channels"] = channels
+            worker.request["source_rect"] = list(rect)
+            worker.request["label"] = "visible image"
+        else:
+            rect = pixels.rect_of(layer)
+            worker.request["source_rect"] = list(rect)
+            worker.request["channels"] = pixels.read_source_channels(layer)
+        selection = pixels.read_selection(image, rect) if with_selection else None
+        worker.request["selection"] = selection is not None
+        stamp("worker_started")
+        worker.start()
+        if not visible:
+            data, _ = pixels.read_source(layer)
+        stamp("pixels_read")
+        Gimp.progress_update(0.1)
+        result = worker.finish(data, selection)
+        stamp("worker_done")
+        TIMES["worker"] = result.get("worker_ms")
+        TIMES["core"] = result.get("timings_ms")
+    except BaseException:
+        worker.__exit__(None, None, None)
+        raise
+    Gimp.progress_set_text("BodyPix: writing results")
+    Gimp.progress_update(0.9)
+    return result, worker
+
+
+def canvas(image):
+    return 0, 0, image.get_width(), image.get_height()
+
+
+def apply_selection(image, worker, item, operation):
+    """Mask bytes -> selection, through a temporary channel (select_item does the modes)."""
+    layers = image.get_selected_layers()
+    tmp = pixels.new_channel(image, "bodypix (temporary)")
+    pixels.write_mask(tmp, worker.read_item(item), item["rect"])
+    image.select_item(OPERATIONS[operation], tmp)
+    image.remove_channel(tmp)
+    image.set_selected_layers(layers)
+
+
+def do_select_person(procedure, image, layer, config):
+    inside = config.get_property("inside-selection")
+    result, worker = compute(image, layer, config, "select-person", canvas(image), with_selection=inside, soft=True)
+    with worker, undo_group(image):
+        apply_selection(image, worker, result["items"][0], config.get_property("operation"))
+
+
+def part_aux_name(part):
+    """``left_hand`` -> ``part-left-hand``: the dialog's tick box for one part."""
+    return "part-" + part.replace("_", "-")
+
+
+def chosen_parts(config):
+    """The parts Select Body Parts works on: a group, or for 'custom' the ticked parts
+    (dialog) and the names in 'Parts' (scripts)."""
+    group = config.get_property("group")
+    if group != "custom":
+        return [group]
+    # tick boxes are dialog state: a script (non-interactive) names its parts in 'Parts'
+    interactive = RUN_MODE[0] != Gimp.RunMode.NONINTERACTIVE
+    ticked = [n for n in PART_NAMES if interactive and config.get_property(part_aux_name(n))]
+    typed = [p.strip().replace(" ", "_") for p in config.get_property("parts").split(",") if p.strip()]
+    parts = list(dict.fromkeys(ticked + typed))
+    if not parts:
+        raise BodyPixError("Group 'custom': tick some parts or name them in 'Parts', e.g. left_hand.", "config")
+    return parts
+
+
+def do_select_parts(procedure, image, layer, config):
+    parts = chosen_parts(config)
+    inside = config.get_property("inside-selection")
+    result, worker = compute(image, layer, config, "select-parts", canvas(image), parts=parts, with_selection=inside)
+    with worker, undo_group(image):
+        apply_selection(image, worker, result["items"][0], config.get_property("operation"))
+
+
+def do_parts_to_layers(procedure, image, layer, config):
+    result, worker = compute(image, layer, config, "parts-to-layers", canvas(image))
+    with worker, undo_group(image):
+        selected = image.get_selected_layers()
+        group = Gimp.GroupLayer.new(image, "Body parts: " + layer.get_name())
+        image.insert_layer(group, layer.get_parent(), image.get_item_position(layer))
+        position = 0
+        for item in result["items"]:
+            data = worker.read_item(item)
+            if item["kind"] == "part-map":
+                part_map = pixels.new_layer(image, "part map", item["rect"], opacity=50.0)
+                image.insert_layer(part_map, group, 0)
+                position += 1
+                pixels.write(part_map, data, (0, 0) + tuple(item["rect"][2:]), pixels.RGBA)
+            elif item["kind"] == "part":
+                part = pixels.new_layer(image, item["name"], item["rect"])
+                image.insert_layer(part, group, position)
+                position += 1
+                part.set_visible(False)
+                pixels.write(
+                    part,
+                    pixels.solid_rgba(item["color"], data),
+                    (0, 0) + tuple(item["rect"][2:]),
+                    pixels.RGBA,
+                )
+                ch = pixels.new_channel(image, item["name"], item["color"])
+                pixels.write_mask(ch, data, item["rect"])
+            elif item["kind"] == "person":
+                ch = pixels.new_channel(image, "person", (255, 255, 255))
+                pixels.write_mask(ch, data, item["rect"])
+        image.set_selected_layers(selected)
+
+
+def do_person_to_mask(procedure, image, layer, config):
+    if layer.get_mask() is not None:
+        raise BodyPixError(f"'{layer.get_name()}' already has a layer mask; apply or delete it first.", "input")
+    if layer.is_group_layer():
+        pass  # group layers take masks too
+    result, worker = compute(image, layer, config, "person-mask", pixels.rect_of(layer), soft=True)
+    with worker, undo_group(image):
+        if not layer.has_alpha() and not layer.is_group_layer():
+            layer.add_alpha()
+        mask = layer.create_mask(Gimp.AddMaskType.BLACK)
+        layer.add_mask(mask)
+        item = result["items"][0]
+        _, ox, oy = layer.get_offsets()
+        pixels.write_mask(mask, worker.read_item(item), item["rect"], origin=(ox, oy))
+
+
+class undo_group:
+    """Everything inside is one undo step (and is closed even when something fails)."""
+
+    def __init__(self, image):
+        self.image = image
+
+    def __enter__(self):
+        self.image.undo_group_start()
+
+    def __exit__(self, *exc):
+        self.image.undo_group_end()
+        return False
+
+
+RUNNERS = {
+    SELECT_PERSON: do_select_person,
+    SELECT_PARTS: do_select_parts,
+    PARTS_TO_LAYERS: do_parts_to_layers,
+    PERSON_TO_MASK: do_person_to_mask,
+}
+
+
+def show_dialog(procedure, config):
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+
+    GimpUi.init(PLUG_IN_BINARY)
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, procedure.get_menu_label().replace("_", ""))
+    try:
+        if procedure.get_name() != SELECT_PARTS:
+            raise LookupError
+        # the 24 tick boxes in a flow box under the group choice, not one long column
+        dialog.fill_flowbox("parts-box", [part_aux_name(n) for n in PART_NAMES])
+        dialog.fill_frame("parts-frame", None, False, "parts-box")
+        rest = [a.get_name() for a in procedure.get_arguments()]
+        rest = [a for a in rest if a not in ("run-mode", "image", "drawables", "group")]
+        dialog.fill(["group", "parts-frame"] + rest)
+    except (LookupError, TypeError, AttributeError):
+        dialog.fill(None)  # every argument, one per row
+    ok = dialog.run()
+    dialog.destroy()
+    return ok
+
+
+def run(procedure, run_mode, image, drawables, config, data):
+    name = procedure.get_name()
+    stamp("run_called")
+    RUN_MODE[0] = run_mode
+    try:
+        layer = source_layer(drawables)
+        if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config):
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        RUNNERS[name](procedure, image, layer, config)
+    except BodyPixError as e:
+        Gimp.progress_end()
+        status = Gimp.PDBStatusType.CALLING_ERROR if e.kind == "input" else Gimp.PDBStatusType.EXECUTION_ERROR
+        return procedure.new_return_values(status, GLib.Error.new_literal(GLib.quark_from_string("bodypix"), str(e), 0))
+    Gimp.progress_end()
+    Gimp.displays_flush()
+    stamp("applied")
+    if os.environ.get(TIMING_ENV):
+        report = {"procedure": name, "ms_since_python_start": TIMES}
+        print("BODYPIX-TIMING " + json.dumps(report), file=sys.stderr, flush=True)
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+class BodyPix(Gimp.PlugIn):
+    def do_set_i18n(self, name):
+        return False
+
+    def do_query_procedures(self):
+        return list(RUNNERS)
+
+    def do_create_procedure(self, name):
+        blurb, help_text, menu, label = DOCS[name]
+        p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        p.set_image_types("*")
+        p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        p.set_menu_label(label)
+        p.add_menu_path(menu)
+        p.set_documentation(blurb, help_text, name)
+        p.set_attribution("bodypix-gimp authors", "GPL-3.0-or-later", "2026")
+        rw = GObject.ParamFlags.READWRITE
+        if name == SELECT_PARTS:
+            p.add_choice_argument(
+                "group",
+                "_Group",
+                "Body-part group; 'custom' uses the Parts list",
+                choice(*[(g, g.capitalize()) for g in GROUPS]),
+                "person",
+                rw,
+            )
+            p.add_string_argument("parts", "_Parts", "Comma-separated part names for group 'custom'", "", rw)
+            for n in PART_NAMES:  # dialog tick boxes (aux: not part of the PDB signature)
+                label = n.replace("_", " ").capitalize()
+                p.add_boolean_aux_argument(part_aux_name(n), label, "Select " + label.lower(), False, rw)
+        if name in (SELECT_PERSON, SELECT_PARTS):
+            add_selection_arguments(p)
+        add_common_arguments(p, soft=name in (SELECT_PERSON, PERSON_TO_MASK))
+        return p
+
+
+Gimp.main(BodyPix.__gtype__, sys.argv)

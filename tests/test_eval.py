@@ -1,0 +1,90 @@
+"""`bodypix-gimp eval` end to end on a small real subset (the full run is the slow test / README command)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bodypix_gimp.cli import main
+from bodypix_gimp.evaluate import datasets
+from bodypix_gimp.evaluate.harness import builtin_configs
+from conftest import EVAL
+
+BUILTIN = [c.name for c in builtin_configs()]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("eval")
+    rc = main([
+        "eval", str(EVAL / "human_seg_300"), str(EVAL / "cihp_samples"), str(EVAL / "seed" / "jim.jpg"),
+        "--limit", "3", "--worst", "2", "--out", str(out), "-q",
+        "--config", "guided=refine=guided",
+    ])  # fmt: skip
+    assert rc == 0
+    return out, json.loads((out / "eval.json").read_text())
+
+
+def test_every_builtin_configuration_is_scored_side_by_side(small_run) -> None:  # noqa: ANN001
+    _, data = small_run
+    hs = data["datasets"]["human_seg_300"]
+    assert hs["photos"] == 3
+    assert list(hs["summary"]) == [*BUILTIN, "guided"]
+    for name, s in hs["summary"].items():
+        for key in ("iou", "f@1", "f@2", "f@5", "band_iou"):
+            assert 0.0 <= s[key] <= 1.0, (name, key)
+        assert s["f@1"] <= s["f@2"] <= s["f@5"]
+        assert s["ms"] > 0
+        assert len(hs["per_photo"][name]) == 3
+    # The seed's low threshold spills out of the person; the default pipeline does not.
+    assert hs["summary"]["bodypix-seed"]["offset"] > 5
+    assert abs(hs["summary"]["default"]["offset"]) < 3
+    assert hs["summary"]["default"]["iou"] > hs["summary"]["bodypix-seed"]["iou"]
+    assert {t["target"] for t in hs["targets"]} >= {"IoU >= 0.95", "boundary F@2px >= 0.80"}
+
+
+def test_cihp_parts_are_compared(small_run) -> None:  # noqa: ANN001
+    _, data = small_run
+    cihp = data["datasets"]["cihp_samples"]
+    default = cihp["summary"]["default"]
+    assert 0.0 < default["parts_iou"] <= 1.0
+    assert "parts_iou" not in cihp["summary"]["rvm"]  # RVM has no parts
+
+
+def test_report_files_and_overlays(small_run) -> None:  # noqa: ANN001
+    out, _ = small_run
+    md = (out / "eval.md").read_text()
+    assert "| config |" in md and "bodypix-defaults" in md
+    worst = sorted((out / "overlays" / "human_seg_300" / "default").glob("*.png"))
+    assert len(worst) == 2 and "_iou" in worst[0].name
+    assert (out / "overlays" / "jim" / "default").is_dir()  # truth-less photo: overlays only
+
+
+def test_p3m_alpha_truth_has_soft_band() -> None:
+    ds = datasets.open_dataset(EVAL / "p3m_demo_pseudo", limit=1)
+    sample = next(ds.samples())
+    assert ds.kind == "alpha"
+    soft = (sample.alpha > 0) & (sample.alpha < 255)
+    assert soft.any() and sample.band[soft].all()
+    assert sample.gt.sum() == (sample.alpha >= 128).sum()
+
+
+def test_bad_dataset_and_config_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["eval", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "not a dataset folder" in capsys.readouterr().err
+    args = ["eval", str(EVAL / "human_seg_300"), "--config", "x=refine=grabcutt", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "grabcutt" in err and "fusion" in err
+    assert not (tmp_path / "eval.json").exists()
+
+
+@pytest.mark.slow
+def test_full_human_seg_run_default_beats_every_single_model(tmp_path: Path) -> None:
+    """The README's full evaluation on human_seg_300: the default pipeline is the best configuration."""
+    assert main(["eval", str(EVAL / "human_seg_300"), "--out", str(tmp_path), "-q"]) == 0
+    s = json.loads((tmp_path / "eval.json").read_text())["datasets"]["human_seg_300"]["summary"]
+    for other in ("bodypix-seed", "bodypix-defaults", "selfie", "rvm"):
+        assert s["default"]["iou"] > s[other]["iou"], other
+        assert s["default"]["f@2"] > s[other]["f@2"], other

@@ -1,0 +1,389 @@
+"""The plug-in in a real GIMP 3.0.4 (headless), installed by installer/install.py.
+
+One session fixture installs GIMP (tests/gimp/setup-gimp.sh), installs the plug-in into a
+throw-away profile with the project's own installer, and runs every case below in one
+headless GIMP session (tests/gimp/batch.py); the tests then compare what GIMP holds with the
+core's own result on the very pixels the plug-in saw.  Marked ``gimp``; needs root.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "gimp"))
+import harness  # noqa: E402
+from bodypix_gimp import PART_GROUPS, PART_NAMES, segment  # noqa: E402
+from bodypix_gimp.worker import build_settings, part_label, persons_overlapping  # noqa: E402
+
+pytestmark = pytest.mark.gimp
+
+EVAL = harness.SHARED / "eval"
+TWO_PEOPLE = (
+    EVAL / "human_seg_300" / "images" / "163.jpg"
+)  # a woman centre right, a person cut at the left edge
+WOMAN_BOX = (250, 150, 150, 200)  # x, y, w, h: around the woman only
+ONE_PERSON = EVAL / "human_seg_300" / "images" / "118.jpg"
+LARGE = EVAL / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"  # 1920x1080
+DEFAULTS = {
+    "quality": "fast",
+    "refine": True,
+    "fingers": True,
+    "threshold": 0.7,
+    "internal_resolution": "medium",
+}
+SELECT = "plug-in-bodypix-select-person"
+PARTS = "plug-in-bodypix-select-parts"
+LAYERS = "plug-in-bodypix-parts-to-layers"
+MASK = "plug-in-bodypix-person-to-layer-mask"
+MODES = {
+    "rgba": ["rgba"],
+    "gray": ["gray"],
+    "indexed": ["indexed"],
+    "u16_linear": ["precision:U16_LINEAR"],
+    "u16_perceptual": ["precision:U16_NON_LINEAR"],
+    "float_linear": ["precision:FLOAT_LINEAR"],
+    "half_linear": ["precision:HALF_LINEAR"],
+    "u32_perceptual": ["precision:U32_NON_LINEAR"],
+}
+
+
+def empty_photo(work: Path) -> Path:
+    """A real photo with nobody in it: a background-only corner of a human_seg_300 photo,
+    chosen by its ground-truth mask and confirmed empty by the core."""
+    from PIL import Image
+
+    settings = build_settings(DEFAULTS)
+    for mask_path in sorted((EVAL / "human_seg_300" / "masks").glob("*.png")):
+        gt = np.asarray(Image.open(mask_path).convert("L"))
+        s = min(gt.shape) // 2
+        if s < 180 or gt[:s, :s].max() > 0:
+            continue
+        img = np.asarray(
+            Image.open(EVAL / "human_seg_300" / "images" / f"{mask_path.stem}.jpg").convert("RGB")
+        )
+        crop = np.ascontiguousarray(img[:s, :s])
+        if not segment(crop, settings).found_person:
+            out = work / "nobody.png"
+            Image.fromarray(crop).save(out)
+            return out
+    raise AssertionError("no person-free crop found in human_seg_300")
+
+
+def cases(nobody: Path) -> list[dict]:
+    c = [
+        {"id": "person", "image": str(TWO_PEOPLE), "proc": SELECT, "export": "person.xcf"},
+        {"id": "person_large", "image": str(LARGE), "proc": SELECT},
+        {
+            "id": "add",
+            "image": str(TWO_PEOPLE),
+            "proc": SELECT,
+            "prep": ["rect:0,0,60,60"],
+            "args": {"operation": "add"},
+        },
+        {
+            "id": "subtract",
+            "image": str(TWO_PEOPLE),
+            "proc": SELECT,
+            "prep": ["rect:200,100,200,200"],
+            "args": {"operation": "subtract"},
+        },
+        {
+            "id": "intersect",
+            "image": str(TWO_PEOPLE),
+            "proc": SELECT,
+            "prep": ["rect:200,100,200,200"],
+            "args": {"operation": "intersect"},
+        },
+        {
+            "id": "inside",
+            "image": str(TWO_PEOPLE),
+            "proc": SELECT,
+            "prep": ["rect:" + ",".join(map(str, WOMAN_BOX))],
+            "args": {"inside-selection": True},
+        },
+        {"id": "parts_face", "image": str(ONE_PERSON), "proc": PARTS, "args": {"group": "face"}},
+        {
+            "id": "parts_custom",
+            "image": str(ONE_PERSON),
+            "proc": PARTS,
+            "args": {"group": "custom", "parts": "left_face, torso_front"},
+        },
+        {"id": "layers", "image": str(ONE_PERSON), "proc": LAYERS, "export": "layers.png"},
+        {"id": "layer_mask", "image": str(ONE_PERSON), "proc": MASK},
+        {"id": "offset", "image": str(ONE_PERSON), "proc": SELECT, "prep": ["canvas:40,30,100,60"]},
+        {"id": "overhang", "image": str(ONE_PERSON), "proc": SELECT, "prep": ["move:-60,20"]},
+        {"id": "overhang_mask", "image": str(ONE_PERSON), "proc": MASK, "prep": ["move:-60,20"]},
+        {"id": "offset_layers", "image": str(ONE_PERSON), "proc": LAYERS, "prep": ["canvas:40,30,100,60"]},
+        {"id": "in_group", "image": str(ONE_PERSON), "proc": LAYERS, "prep": ["group"]},
+        {"id": "in_group_select", "image": str(ONE_PERSON), "proc": SELECT, "prep": ["group"]},
+        {
+            "id": "visible",
+            "image": str(TWO_PEOPLE),
+            "proc": SELECT,
+            "prep": ["cover"],
+            "args": {"source": "visible"},
+        },
+        {"id": "nobody", "image": str(nobody), "proc": SELECT},
+        {"id": "nobody_layers", "image": str(nobody), "proc": LAYERS},
+        {"id": "no_models", "image": str(ONE_PERSON), "proc": SELECT, "prep": ["bad_models"]},
+    ]
+    c.append({"id": "cancel", "image": str(LARGE), "proc": SELECT, "kill_after_ms": 300, "retry": True})
+    for mode, prep in MODES.items():
+        c.append({"id": f"mode_{mode}", "image": str(ONE_PERSON), "proc": SELECT, "prep": prep})
+    for mode in ("gray", "indexed", "float_linear"):
+        c.append({"id": f"layers_{mode}", "image": str(ONE_PERSON), "proc": LAYERS, "prep": MODES[mode]})
+        c.append({"id": f"mask_{mode}", "image": str(ONE_PERSON), "proc": MASK, "prep": MODES[mode]})
+    return c
+
+
+class Case:
+    """What GIMP held after one case, plus the core's result on the same pixels."""
+
+    def __init__(self, folder: Path) -> None:
+        self.dir = folder
+        self.report = json.loads((folder / "report.json").read_text())
+        self.source = np.load(folder / "source.npy")
+        self.selection = np.load(folder / "selection.npy")
+        self.selection_before = np.load(folder / "selection_before.npy")
+        self._core = None
+
+    @property
+    def core(self):
+        if self._core is None:
+            self._core = segment(self.source, build_settings(DEFAULTS))
+        return self._core
+
+    def channel(self, name: str) -> np.ndarray:
+        (entry,) = [c for c in self.report["channels"] if c["name"] == name]
+        return np.load(self.dir / "channels" / entry["file"])
+
+    def place(self, mask: np.ndarray) -> np.ndarray:
+        """A layer-sized mask placed on the canvas at the layer's offsets (clipped)."""
+        w, h = self.report["canvas"]
+        out = np.zeros((h, w), np.uint8)
+        L = self.report["layer"]
+        x0, y0 = max(0, L["x"]), max(0, L["y"])
+        x1, y1 = min(w, L["x"] + L["w"]), min(h, L["y"] + L["h"])
+        out[y0:y1, x0:x1] = mask[y0 - L["y"] : y1 - L["y"], x0 - L["x"] : x1 - L["x"]]
+        return out
+
+    def new_layers(self) -> list[dict]:
+        before = {e["id"] for e in self.report["tree_before"]}
+        return [e for e in self.report["tree"] if e["id"] not in before]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a >= 128, b >= 128
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+@pytest.fixture(scope="session")
+def gimp_run():
+    harness.ensure_gimp()
+    inst = harness.make_install(harness.ROOT / ".cache" / "gimp-tests")
+    (inst.work / "empty-models").mkdir()
+    plan = {
+        "out": str(inst.work / "out"),
+        "empty_models": str(inst.work / "empty-models"),
+        "cases": cases(empty_photo(inst.work)),
+    }
+    proc, seconds = inst.batch(plan)
+    print(f"[gimp] {len(plan['cases'])} cases in one GIMP session: {seconds:.0f} s", flush=True)
+    log = proc.stdout + proc.stderr
+    (inst.work / "batch.log").write_text(log)
+    assert proc.returncode == 0 and "BATCH-OK" in log, log[-4000:]
+    return inst, log
+
+
+@pytest.fixture
+def case(gimp_run, request) -> Case:
+    inst, _ = gimp_run
+    return Case(inst.work / "out" / request.param)
+
+
+def cases_param(*ids: str):
+    return pytest.mark.parametrize("case", ids, indirect=True)
+
+
+def assert_untouched(c: Case) -> None:
+    assert c.report["original_unchanged"], "the original layer's pixels changed"
+    assert c.report["tree"] == c.report["tree_before"], "layers were added or changed"
+    assert len(c.report["channels"]) == c.report["channels_before"], "channels were added"
+
+
+# ------------------------------------------------------------------------- select person ---
+@cases_param("person", "person_large")
+def test_select_person_matches_core(case: Case) -> None:
+    r = case.report
+    assert r["status"] == "success", r["message"]
+    assert iou(case.selection, case.core.person_mask) >= 0.99
+    assert_untouched(case)  # no layers, no leftover temporary channel, pixels the same
+    assert r["menu_paths"] == ["<Image>/Select"] and r["blurb"] and len(r["help"]) > 100
+
+
+@cases_param("add", "subtract", "intersect")
+def test_selection_modes(case: Case) -> None:
+    person = case.core.person_mask >= 128
+    rect = case.selection_before >= 128
+    op = case.report["id"]
+    expected = {"add": rect | person, "subtract": rect & ~person, "intersect": rect & person}[op]
+    assert rect.any() and case.report["status"] == "success"
+    assert iou(case.selection, expected.astype(np.uint8) * 255) >= 0.99
+
+
+@cases_param("inside")
+def test_only_persons_inside_selection(case: Case) -> None:
+    assert case.report["status"] == "success", case.report["message"]
+    multi = segment(case.source, build_settings(DEFAULTS).replace(multi_person=True))
+    expected = persons_overlapping(multi.person_mask, case.selection_before, multi.instance_map)
+    assert iou(case.selection, expected) >= 0.99
+    everyone = case.core.person_mask >= 128
+    # the other person (at the left edge) is in the core's mask but not in the selection
+    assert everyone[:, :100].sum() > 2000 and (case.selection[:, :100] >= 128).sum() == 0
+    x, y, w, h = WOMAN_BOX
+    assert (case.selection[y : y + h, x : x + w] >= 128).any()
+
+
+# -------------------------------------------------------------------------- select parts ---
+@cases_param("parts_face", "parts_custom")
+def test_select_parts(case: Case) -> None:
+    assert case.report["status"] == "success", case.report["message"]
+    names = PART_GROUPS["face"] if case.report["id"] == "parts_face" else ("left_face", "torso_front")
+    expected = case.core.part_mask(list(names))
+    assert expected.any()
+    assert iou(case.selection, expected) >= 0.99
+
+
+# ------------------------------------------------------------------------ parts to layers ---
+@cases_param("layers", "offset_layers", "in_group", "layers_gray", "layers_indexed", "layers_float_linear")
+def test_parts_to_layers(case: Case) -> None:
+    r = case.report
+    assert r["status"] == "success", r["message"]
+    present = {PART_NAMES[i] for i in np.unique(case.core.part_map) if i != 255}
+    new = case.new_layers()
+    (group,) = [e for e in new if e["group"]]
+    assert group["name"] == "Body parts: " + r["layer"]["name"]
+    assert group["parent"] == ("Group" if r["id"] == "in_group" else None)
+    children = [e for e in new if e["parent"] == group["name"]]
+    assert children[0]["name"] == "part map" and children[0]["visible"] and 0 < children[0]["opacity"] < 100
+    part_layers = {e["name"]: e for e in children[1:]}
+    assert set(part_layers) == {part_label(n) for n in present}
+    # the same masks as channels, plus the whole person
+    channel_names = [c["name"] for c in r["channels"]]
+    assert sorted(channel_names) == sorted([part_label(n) for n in present] + ["person"])
+    for name in present:
+        expected = case.place(case.core.part_mask(name))
+        if (expected >= 128).sum() < 300:
+            continue  # a few-pixel sliver may flip with float rounding between builds
+        assert iou(case.channel(part_label(name)), expected) >= 0.99, name
+        e = part_layers[part_label(name)]
+        alpha = np.load(case.dir / "layers" / f"{e['id']}.npy")[..., 3]
+        placed = np.zeros_like(expected)
+        placed[e["y"] : e["y"] + e["h"], e["x"] : e["x"] + e["w"]] = alpha
+        assert iou(placed, expected) >= 0.99, name
+    assert iou(case.channel("person"), case.place(case.core.person_mask)) >= 0.99
+    assert r["original_unchanged"]
+
+
+# ------------------------------------------------------------------- person to layer mask ---
+@cases_param("layer_mask", "overhang_mask", "mask_gray", "mask_indexed", "mask_float_linear")
+def test_person_to_layer_mask(case: Case) -> None:
+    r = case.report
+    assert r["status"] == "success", r["message"]
+    mask = np.load(case.dir / "layer_mask.npy")
+    assert mask.shape == case.core.person_mask.shape
+    assert iou(mask, case.core.person_mask) >= 0.99
+    assert r["layer_rgb_unchanged"] and r["layer_has_alpha"]
+    assert not case.new_layers() and len(r["channels"]) == r["channels_before"]
+
+
+# ------------------------------------------------------- image modes, offsets, groups, visible ---
+@cases_param(*[f"mode_{m}" for m in MODES])
+def test_image_modes(case: Case) -> None:
+    r = case.report
+    assert r["status"] == "success", r["message"]
+    assert iou(case.selection, case.core.person_mask) >= 0.99
+    assert_untouched(case)
+
+
+@cases_param("offset", "overhang", "in_group_select")
+def test_offset_and_grouped_layers(case: Case) -> None:
+    r = case.report
+    assert r["status"] == "success", r["message"]
+    expected = case.place(case.core.person_mask)
+    assert iou(case.selection, expected) >= 0.99
+    if r["id"] == "offset":
+        assert (r["layer"]["x"], r["layer"]["y"]) == (40, 30)
+        assert not case.selection[:30].any() and not case.selection[:, :40].any()
+    assert_untouched(case)
+
+
+@cases_param("visible")
+def test_visible_source(case: Case) -> None:
+    """'Everything visible': a white layer hides the left half, so only the right person counts."""
+    assert case.report["status"] == "success", case.report["message"]
+    composite = case.source[..., :3].copy()
+    composite[:, : composite.shape[1] // 2] = 255
+    expected = segment(composite, build_settings(DEFAULTS)).person_mask
+    assert iou(case.selection, expected) >= 0.99
+    assert not (case.selection[:, : composite.shape[1] // 2 - 10] >= 128).any()
+
+
+# ------------------------------------------------------------------------------ failures ---
+@cases_param("nobody", "nobody_layers")
+def test_photo_without_people(case: Case) -> None:
+    r = case.report
+    assert r["status"] == "execution-error"
+    assert r["message"].startswith(f"No person found in '{r['layer']['name']}'")
+    assert_untouched(case) and r["selection_empty"]
+
+
+@cases_param("no_models")
+def test_missing_models(case: Case) -> None:
+    r = case.report
+    assert r["status"] == "execution-error"
+    assert "is not installed" in r["message"] and "install.py" in r["message"]
+    assert "\n" not in r["message"]
+    assert_untouched(case) and r["selection_empty"]
+
+
+@cases_param("cancel")
+def test_cancel_leaves_the_image_untouched(case: Case) -> None:
+    """GIMP kills the plug-in when the user cancels: nothing half-done, and the next call works."""
+    r = case.report
+    assert r["killed_pid"] and r["status"] != "success"
+    assert_untouched(case) and r["selection_empty"]
+    assert r["retry_status"] == "success" and not r["selection_empty_after_retry"]
+    assert r["tree_after_retry"] == r["tree_before"]
+
+
+def test_no_undo_groups_left_open(gimp_run) -> None:
+    _, log = gimp_run
+    assert "undo" not in log.lower() or "inconsistent" not in log.lower()
+
+
+def test_installer_check_and_uninstall(gimp_run) -> None:
+    """--check passes on the installed profile; --uninstall removes exactly what was installed."""
+    inst, _ = gimp_run
+    check = inst.installer("--check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "GIMP 3 will find the plug-in folder" in check.stdout
+    keep = inst.profile / "plug-ins" / "someone-else" / "x.py"
+    keep.parent.mkdir(parents=True)
+    keep.write_text("# not ours\n")
+    gone = inst.installer("--uninstall")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert (
+        not inst.plugin_dir.exists()
+        and not (inst.data / "venv").exists()
+        and not (inst.data / "models").exists()
+    )
+    assert keep.is_file() and (inst.profile / "interpreters" / "pin-python.interp").is_file()
+    after = inst.installer("--check")
+    assert after.returncode == 1 and "MISSING" in after.stdout

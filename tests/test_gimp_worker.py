@@ -1,0 +1,216 @@
+"""bodypix_gimp.worker, the process the GIMP plug-in talks to, run as the plug-in runs it
+(``python -m bodypix_gimp.worker``, pixels over stdin) on real photos, without GIMP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bodypix_gimp import PART_NAMES, load_image, segment
+from bodypix_gimp.render import RAINBOW_PART_COLORS
+from bodypix_gimp.worker import build_settings, part_label, persons_overlapping
+
+# Protocol tests run BodyPix alone (refinement and fingers are the core's business and tested
+# there); the plug-in's defaults (both on) are exercised in the first test and in real GIMP.
+DEFAULTS = {"quality": "fast", "refine": False, "fingers": False, "threshold": 0.7, "internal_resolution": "medium"}
+PLUGIN_DEFAULTS = {**DEFAULTS, "refine": True, "fingers": True}
+
+
+@pytest.fixture(scope="module")
+def two_people(eval_dir: Path) -> np.ndarray:
+    """A woman centre right and a second person cut by the left edge (human_seg_300/163)."""
+    return load_image(eval_dir / "human_seg_300" / "images" / "163.jpg")
+
+
+@pytest.fixture(scope="module")
+def core(two_people):
+    return segment(two_people, build_settings(DEFAULTS))
+
+
+def call(tmp: Path, header: dict, pixels: bytes, extra: bytes = b"", models: Path | None = None):
+    header = {"outdir": str(tmp / "out"), "options": DEFAULTS, **header}
+    if models is not None:
+        header["models"] = str(models)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bodypix_gimp.worker"],
+        input=json.dumps(header).encode() + b"\n" + pixels + extra,
+        capture_output=True,
+        timeout=120,
+    )
+    lines = [json.loads(x) for x in proc.stdout.decode().splitlines()]
+    return proc.returncode, lines
+
+
+def item(tmp: Path, it: dict) -> np.ndarray:
+    w, h = it["rect"][2:]
+    a = np.fromfile(tmp / "out" / it["file"], np.uint8)
+    return a.reshape(h, w) if it["channels"] == 1 else a.reshape(h, w, it["channels"])
+
+
+def test_select_person_equals_core_and_reports_progress(tmp_path, two_people, models_dir) -> None:
+    h, w = two_people.shape[:2]
+    core = segment(two_people, build_settings(PLUGIN_DEFAULTS))
+    assert build_settings(PLUGIN_DEFAULTS).refine != "none" and build_settings(PLUGIN_DEFAULTS).fingers
+    code, lines = call(tmp_path, {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3,
+                                  "options": PLUGIN_DEFAULTS}, two_people.tobytes(), models=models_dir)  # fmt: skip
+    assert code == 0, lines
+    fractions = [m["progress"] for m in lines if "progress" in m]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    (it,) = lines[-1]["result"]["items"]
+    assert it["rect"] == [0, 0, w, h]
+    assert np.array_equal(item(tmp_path, it), core.person_mask)
+
+
+def test_offset_layer_is_clipped_to_the_canvas(tmp_path, two_people, core, models_dir) -> None:
+    """A layer hanging 60 px over the left edge: only the part inside the canvas comes back."""
+    h, w = two_people.shape[:2]
+    rgba = np.dstack([two_people, np.full((h, w), 255, np.uint8)])
+    hdr = {"op": "select-person", "source_rect": [-60, 20, w, h], "target_rect": [0, 0, w, h + 40]}
+    code, lines = call(tmp_path, hdr, rgba.tobytes(), models=models_dir)
+    assert code == 0, lines
+    (it,) = lines[-1]["result"]["items"]
+    assert it["rect"] == [0, 20, w - 60, h]
+    assert np.array_equal(item(tmp_path, it), core.person_mask[:, 60:])
+
+
+def test_only_persons_overlapping_the_selection(tmp_path, two_people, core, models_dir) -> None:
+    h, w = two_people.shape[:2]
+    sel = np.zeros((h, w), np.uint8)
+    sel[150:350, 250:400] = 255  # a box around the woman only
+    hdr = {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3, "selection": True}
+    code, lines = call(tmp_path, hdr, two_people.tobytes(), sel.tobytes(), models=models_dir)
+    assert code == 0, lines
+    got = item(tmp_path, lines[-1]["result"]["items"][0])
+    multi = segment(two_people, build_settings(DEFAULTS).replace(multi_person=True))
+    assert np.array_equal(got, persons_overlapping(multi.person_mask, sel, multi.instance_map))
+    assert (core.person_mask[:, :100] >= 128).sum() > 2000  # the other person is there ...
+    assert not got[:, :100].any()  # ... and not selected
+    assert (got >= 128).sum() > 0.7 * (core.person_mask[:, 200:] >= 128).sum()
+
+
+def test_instances_keep_touching_people_apart() -> None:
+    """Two people whose masks touch: the instance map splits them, components alone cannot."""
+    mask = np.zeros((40, 60), np.uint8)
+    mask[5:35, 5:55] = 255  # one blob ...
+    instances = np.zeros_like(mask)
+    instances[5:35, 5:30], instances[5:35, 30:55] = 1, 2  # ... that is two people
+    sel = np.zeros_like(mask)
+    sel[10:20, 8:12] = 255
+    assert (persons_overlapping(mask, sel) == 255).sum() == 30 * 50
+    got = persons_overlapping(mask, sel, instances)
+    assert (got[5:35, 5:30] == 255).all() and not got[:, 30:].any()
+
+
+def test_parts_to_layers_items(tmp_path, two_people, core, models_dir) -> None:
+    h, w = two_people.shape[:2]
+    code, lines = call(tmp_path, {"op": "parts-to-layers", "source_rect": [0, 0, w, h], "channels": 3},
+                       two_people.tobytes(), models=models_dir)  # fmt: skip
+    assert code == 0, lines
+    items = lines[-1]["result"]["items"]
+    parts = [it for it in items if it["kind"] == "part"]
+    present = [PART_NAMES[i] for i in np.unique(core.part_map) if i != 255]
+    assert [it["name"] for it in parts] == [part_label(n) for n in present]
+    rebuilt = np.full((h, w), 255, np.uint8)
+    for it in parts:
+        x, y, bw, bh = it["rect"]
+        m = item(tmp_path, it)
+        assert m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()  # tight box
+        rebuilt[y : y + bh, x : x + bw][m == 255] = PART_NAMES.index(it["part"])
+        assert it["color"] == RAINBOW_PART_COLORS[PART_NAMES.index(it["part"])].tolist()
+    assert np.array_equal(rebuilt, core.part_map)
+    (pm,) = [it for it in items if it["kind"] == "part-map"]
+    rgba = item(tmp_path, pm)
+    assert np.array_equal(rgba[..., 3] == 255, core.part_map != 255)
+
+
+def test_select_parts_group_and_unknown_part(tmp_path, two_people, core, models_dir) -> None:
+    h, w = two_people.shape[:2]
+    hdr = {"op": "select-parts", "source_rect": [0, 0, w, h], "channels": 3, "parts": ["face"]}
+    code, lines = call(tmp_path, hdr, two_people.tobytes(), models=models_dir)
+    assert code == 0, lines
+    assert np.array_equal(item(tmp_path, lines[-1]["result"]["items"][0]), core.part_mask("face"))
+    code, lines = call(tmp_path, dict(hdr, parts=["left_elbow"]), two_people.tobytes(), models=models_dir)
+    assert code == 2 and lines[-1]["kind"] == "config" and "Unknown part 'left_elbow'" in lines[-1]["error"]
+
+
+def test_missing_models_is_one_clear_line(tmp_path, two_people) -> None:
+    (tmp_path / "nomodels").mkdir()
+    h, w = two_people.shape[:2]
+    code, lines = call(tmp_path, {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3},
+                       two_people.tobytes(), models=tmp_path / "nomodels")  # fmt: skip
+    assert code == 2 and lines[-1]["kind"] == "model"
+    assert "is not installed" in lines[-1]["error"] and "install.py" in lines[-1]["error"]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_photo_without_people(tmp_path, two_people, models_dir) -> None:
+    crop = np.ascontiguousarray(two_people[:120, 420:])  # shop window, top right: nobody there
+    assert not segment(crop, build_settings(DEFAULTS)).found_person
+    h, w = crop.shape[:2]
+    code, lines = call(tmp_path, {"op": "parts-to-layers", "source_rect": [0, 0, w, h], "channels": 3,
+                                  "label": "Background"}, crop.tobytes(), models=models_dir)  # fmt: skip
+    assert code == 2 and lines[-1]["kind"] == "empty"
+    assert lines[-1]["error"].startswith("No person found in 'Background'")
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ({"op": "blur", "source_rect": [0, 0, 4, 4]}, "unknown operation 'blur'"),
+        ({"op": "select-person"}, "bad request"),
+        ({"op": "select-person", "source_rect": [0, 0, 0, 4]}, "the layer is empty"),
+        (
+            {"op": "select-person", "source_rect": [0, 0, 4, 4], "options": {"quality": "best"}},
+            "quality must be",
+        ),
+    ],
+)
+def test_bad_requests(tmp_path, header, message, models_dir) -> None:
+    code, lines = call(tmp_path, header, b"", models=models_dir)
+    assert code == 2 and message in lines[-1]["error"]
+
+
+def test_truncated_pixels(tmp_path, models_dir) -> None:
+    code, lines = call(tmp_path, {"op": "select-person", "source_rect": [0, 0, 64, 64]}, b"\0" * 100,
+                       models=models_dir)  # fmt: skip
+    assert code == 2 and "sent 100 of 16384 bytes" in lines[-1]["error"]
+
+
+def test_model_server_is_reused_and_stopped(tmp_path, two_people, core, models_dir, monkeypatch) -> None:
+    """The plug-in's client (stdlib only) starts one server, reuses it, and --stop ends it."""
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gimp_plugin" / "bodypix"))
+    import worker_client
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    config = {"python": sys.executable, "models": str(models_dir), "launcher": [], "server_idle_seconds": 60}
+    h, w = two_people.shape[:2]
+    pids = []
+    for _ in range(2):
+        request = {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3, "options": DEFAULTS}
+        with worker_client.Worker(config, request) as wk:
+            wk.start()
+            result = wk.finish(two_people.tobytes())
+            (it,) = result["items"]
+            got = np.frombuffer(wk.read_item(it), np.uint8).reshape(h, w)
+        assert result["mode"] == "server" and np.array_equal(got, core.person_mask)
+        pids.append(worker_client.read_state(worker_client.state_path(config))["pid"])
+    assert pids[0] == pids[1]
+    stop = subprocess.run([sys.executable, "-m", "bodypix_gimp.worker", "--stop"], capture_output=True,
+                          text=True, env={**__import__("os").environ, "TMPDIR": str(tmp_path)})  # fmt: skip
+    assert "stopped 1 server" in stop.stdout
+    import os
+    import time
+
+    for _ in range(100):  # the server is our child here (GIMP's plug-in would have exited)
+        if os.waitpid(pids[0], os.WNOHANG)[0] == pids[0]:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("server still running after --stop")

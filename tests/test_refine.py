@@ -1,0 +1,80 @@
+"""Edge methods on real photos and real models: shapes, soft/hard agreement, parts, snap, errors."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from bodypix_gimp import ConfigError, Settings, segment
+from bodypix_gimp.evaluate import metrics
+from bodypix_gimp.refine import edges
+from bodypix_gimp.settings import REFINE_METHODS, default_settings
+from conftest import human_seg_pairs, load
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def photo() -> tuple[np.ndarray, np.ndarray]:
+    image, mask = human_seg_pairs(3)[2]
+    return load(image), np.asarray(Image.open(mask)) >= 128
+
+
+@pytest.fixture(scope="module")
+def raw(photo):  # noqa: ANN001, ANN201
+    return segment(photo[0], Settings())
+
+
+def test_registry_matches_settings() -> None:
+    assert list(REFINE_METHODS) == ["none", *edges.METHODS]
+
+
+def test_unknown_method_names_the_allowed_ones() -> None:
+    with pytest.raises(ConfigError, match="fusion") as e:
+        Settings(refine="grabcutt")
+    assert "snake" in str(e.value) and "none" in str(e.value)
+
+
+@pytest.mark.parametrize("method", list(edges.METHODS))
+def test_each_method_beats_raw_bodypix_edge(photo, raw, method: str) -> None:  # noqa: ANN001
+    rgb, gt = photo
+    mask = edges.refine(rgb, raw.person_prob, raw.person_mask, Settings(refine=method))
+    assert mask.shape == gt.shape and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 255}
+    before = metrics.score(raw.person_mask >= 128, gt)
+    after = metrics.score(mask >= 128, gt)
+    assert after["f@2"] > before["f@2"], (method, before, after)
+
+
+def test_soft_edges_agree_with_hard_mask(photo, raw) -> None:  # noqa: ANN001
+    rgb, _ = photo
+    hard = edges.refine(rgb, raw.person_prob, raw.person_mask, Settings(refine="fusion"))
+    soft = edges.refine(rgb, raw.person_prob, raw.person_mask, Settings(refine="fusion", soft_edges=True))
+    partial = (soft > 0) & (soft < 255)
+    assert partial.any()  # a real alpha ramp at the edge
+    # >= 128 of the soft mask is the hard mask, up to float rounding at the threshold.
+    assert np.count_nonzero((soft >= 128) != (hard >= 128)) <= 0.001 * hard.size
+
+
+def test_default_pipeline_parts_follow_refined_mask(photo) -> None:  # noqa: ANN001
+    rgb, gt = photo
+    res = segment(rgb, default_settings(soft_edges=True))
+    person = res.person_mask >= 128
+    assert np.array_equal(res.part_map != 255, person)
+    assert metrics.iou(person, gt) > 0.9
+    assert "refine" in res.timings
+
+
+def test_snap_moves_a_shifted_edge_back_onto_the_photo_edge(photo) -> None:  # noqa: ANN001
+    rgb, gt = photo
+    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    grown = cv2.dilate(gt.astype(np.uint8) * 255, ker)  # 4 px spill, like BodyPix's
+    snapped = edges.snap(rgb, grown, band_px=8)
+    assert snapped.dtype == np.uint8 and set(np.unique(snapped)) <= {0, 255}
+    off_before = metrics.mean_signed_offset(grown >= 128, gt)
+    off_after = metrics.mean_signed_offset(snapped >= 128, gt)
+    assert off_before > 3.0
+    assert abs(off_after) < off_before - 1.0
+    # Nothing changes farther than band_px from the original edge.
+    far = cv2.distanceTransform((grown < 128).astype(np.uint8), cv2.DIST_L2, 3) > 9
+    assert not (snapped[far] > 0).any()
+    assert edges.snap(rgb, np.zeros(gt.shape, np.float32), 5).max() == 0
