@@ -23,7 +23,7 @@ def run_quick(tmp_path, *extra: str) -> dict:
 
 
 def test_quick_bench_writes_a_sane_report(tmp_path, capsys):
-    report = run_quick(tmp_path, "--no-reference")
+    report = run_quick(tmp_path, "--no-reference", "--no-refine", "--no-fingers")
     assert len(report["rows"]) == 1
     row = report["rows"][0]
     assert row["model"] == "mobilenet075-quant2-stride16"
@@ -39,20 +39,26 @@ def test_quick_bench_writes_a_sane_report(tmp_path, capsys):
     assert 40 < raw["peak_rss_mb"] < 1024 and raw["base_rss_mb"] <= raw["peak_rss_mb"]
     assert raw["person_pixels"] > 0.05 * row["width"] * row["height"]  # jim is found
     assert row["tfjs"] == {"backend": "wasm", "error": "skipped (--no-reference)"}
+    assert "full" not in row  # raw BodyPix settings: nothing extra to time
     assert "bench" in capsys.readouterr().out
 
 
 def test_bench_times_extra_stages_separately(tmp_path):
-    # Any setting body-pix lacks makes bench time "full" next to "raw" (soft edges: needs no extra model).
-    report = run_quick(tmp_path, "--no-reference", "--soft")
+    # The product defaults add stages body-pix lacks: bench times them ("full") next to "raw".
+    report = run_quick(tmp_path, "--no-reference")
     row = report["rows"][0]
-    assert report["raw_settings_for_ratio"]["soft_edges"] is False and report["settings"]["soft_edges"] is True
-    assert "error" not in row["full"] and row["full"]["ms"] > 0
+    assert report["raw_settings_for_ratio"]["refine"] == "none" and report["settings"]["refine"] != "none"
+    assert report["settings"]["fingers"] is True and report["raw_settings_for_ratio"]["fingers"] is False
+    full = row["full"]
+    assert "error" not in full, full
+    assert full["stages_ms"]["refine"] > 0 and "fingers" in full["stages_ms"]
+    assert "refine" not in row["raw"]["stages_ms"] and "fingers" not in row["raw"]["stages_ms"]
+    assert full["ms"] > row["raw"]["ms"]
 
 
 @pytest.mark.reference
 def test_quick_bench_compares_with_tfjs_wasm(tmp_path):
-    row = run_quick(tmp_path)["rows"][0]
+    row = run_quick(tmp_path, "--no-refine", "--no-fingers")["rows"][0]
     ref = row["tfjs"]
     assert "error" not in ref, ref
     assert ref["wasm"]["simd"] is True
