@@ -128,7 +128,7 @@ class VirtualDisplay:
 
     def __enter__(self) -> str:
         self.proc = subprocess.Popen([str(GIMP3 / "bin" / "gimp3-run"), "Xvfb", self.display, "-screen", "0",
-                                      "1024x768x24", "-nolisten", "tcp"], cwd=ROOT, env=self.inst.env(),
+                                      "1280x1024x24", "-nolisten", "tcp"], cwd=ROOT, env=self.inst.env(),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         time.sleep(2)
         if self.proc.poll() is not None:
