@@ -11,7 +11,7 @@ BODYPIX_MODELS ?= $(if $(wildcard $(SHARED_MODELS)),$(SHARED_MODELS),)
 export BODYPIX_MODELS
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast lint clean
+.PHONY: venv demo test test-fast lint clean eval
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: venv lint
 # The quick local loop: no real GIMP, no reference, no slow suites.
 test-fast: venv
 	$(BIN)/pytest -q -m "not slow and not gimp and not reference" $(PYTEST_ARGS)
+
+# The full evaluation (README "Evaluation"): every configuration on every eval set, ~30-60 min.
+eval: venv
+	$(BIN)/bodypix-gimp eval ../shared/eval/human_seg_300 ../shared/eval/p3m_demo_pseudo \
+		../shared/eval/cihp_samples ../shared/eval/seed/jim.jpg --methods --out out/eval
 
 lint: venv
 	$(BIN)/ruff check core gimp_plugin installer tests
