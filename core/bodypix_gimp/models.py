@@ -185,6 +185,9 @@ def session(path: str | os.PathLike[str], force_cpu: bool | None = None, threads
         if sess is None:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
+            # No busy-waiting worker threads: they cost more than they save on a loaded
+            # 2-core machine (GIMP itself, other plug-ins) and between short runs.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if threads:
                 opts.intra_op_num_threads = threads
                 opts.inter_op_num_threads = 1
