@@ -14,6 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("folders", nargs="+", type=Path, help="eval folders (images/ + masks/ or alpha_pred/)")
     e.add_argument("--out", type=Path, default=Path("reports/hands"), help="where hands.json/.md go")
     e.add_argument("--limit", type=int, help="at most this many photos per folder")
+    e.add_argument("--refine", help="edge method under both runs (default: the product's; 'none' = raw BodyPix)")
     e.add_argument("--models", metavar="DIR", help="models folder")
     e.set_defaults(func=run_eval)
     b = hs.add_parser("bench", help="ms added by finger recovery, per run and per hand")
@@ -27,11 +28,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from .evaluate_hands import evaluate, markdown, write_report
     from .models import RuntimeOptions
+    from .settings import default_settings
 
-    report = evaluate(args.folders, runtime=RuntimeOptions(models=args.models), limit=args.limit)
+    after = default_settings(fingers=True, **({"refine": args.refine} if args.refine else {}))
+    report = evaluate(args.folders, after, runtime=RuntimeOptions(models=args.models), limit=args.limit)
     j, m = write_report(report, args.out)
     print(markdown(report))
-    print(f"IoU gain: {report['summary']['iou_gain_points']} points; wrote {j} and {m}")
+    s = report["summary"]
+    gain = ", ".join(f"{k}: {v:+.1f} points" for k, v in s.items() if k.endswith("_gain_points") and v is not None)
+    print(f"hand-box IoU gain ({gain}); wrote {j} and {m}")
     return 0
 
 

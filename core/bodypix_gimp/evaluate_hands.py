@@ -17,6 +17,7 @@ Both back ``bodypix-gimp hands`` (``cli_hands``).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,7 @@ from .settings import Settings, default_settings
 
 CONFIDENT = 0.8  # landmark presence from which a hand counts for the fingertip score
 BOX_GROW = 0.25  # box margin around the landmarks, in hand sizes
+OUTLINE_BG = 0.2  # a hand box with at least this much true background shows the hand's outline
 
 
 def found_hands(result: Result) -> list[dict[str, Any]]:
@@ -55,13 +57,13 @@ def hand_box(hand: dict[str, Any], shape: tuple[int, int]) -> tuple[int, int, in
 
 
 def hand_metrics(
-    image: np.ndarray,
+    image: np.ndarray | None,
     result: Result,
     gt_mask: np.ndarray | None,
     hands: Sequence[dict[str, Any]] | None = None,
     mask: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Per-hand IoU/recall inside the hand boxes and fingertips inside ``mask``.
+    """Per-hand IoU/recall inside the hand boxes and fingertips inside the mask.
 
     ``hands`` defaults to the hands in ``result``; ``mask`` to ``result.person_mask`` (pass
     another run's mask to score it on the same boxes).  ``gt_mask``: truth, >= 128 person;
@@ -69,7 +71,12 @@ def hand_metrics(
     """
     del image
     hands = found_hands(result) if hands is None else list(hands)
-    pred = (result.person_mask if mask is None else mask) >= 128
+    return score_hands(result.person_mask if mask is None else mask, gt_mask, hands)
+
+
+def score_hands(mask: np.ndarray, gt_mask: np.ndarray | None, hands: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The scores of ``hand_metrics`` for a bare mask (uint8, >= 128 person)."""
+    pred = np.asarray(mask) >= 128
     gt = None if gt_mask is None else np.asarray(gt_mask) >= 128
     per_hand = []
     for hand in hands:
@@ -81,26 +88,59 @@ def hand_metrics(
             entry["iou"] = inter / union if union else 1.0
             entry["recall"] = inter / int(g.sum()) if g.any() else 1.0
             entry["precision"] = inter / int(p.sum()) if p.any() else 1.0
+            entry["gt_fraction"] = float(g.mean())
         if hand["presence"] >= CONFIDENT:
-            inside = 0
-            for x, y in hand["tips"]:
-                xi, yi = int(round(x)), int(round(y))
-                inside += int(0 <= yi < pred.shape[0] and 0 <= xi < pred.shape[1] and bool(pred[yi, xi]))
-            entry["tips_inside"] = inside
+            # fingertips beyond the photo's frame (the model extrapolates them) cannot be
+            # in any mask: only the visible ones count
+            visible = [
+                (int(round(x)), int(round(y)))
+                for x, y in hand["tips"]
+                if 0 <= round(y) < pred.shape[0] and 0 <= round(x) < pred.shape[1]
+            ]
+            entry["tips_visible"] = len(visible)
+            entry["tips_inside"] = sum(bool(pred[y, x]) for x, y in visible)
         per_hand.append(entry)
     return {"hands": per_hand, **summarise(per_hand)}
 
 
+def hand_row(mask: np.ndarray, gt_mask: np.ndarray | None, hands: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Flat per-photo hand scores of one configuration's ``mask``, for the eval harness's rows.
+
+    ``hands`` are shared by every configuration of a photo (``found_hands`` of the run with
+    finger recovery on), so all configurations are scored on the same boxes.  Keys:
+    hand_iou, hand_recall, hand_tips (fraction of confident fingertips inside); NaN when
+    the photo has no hand (the harness's means skip NaN).
+    """
+    if not hands:
+        return {"hand_iou": float("nan"), "hand_recall": float("nan"), "hand_tips": float("nan")}
+    r = score_hands(mask, gt_mask, hands)
+    nan = float("nan")
+    return {
+        "hand_iou": nan if r["iou"] is None else r["iou"],
+        "hand_recall": nan if r["recall"] is None else r["recall"],
+        "hand_tips": nan if r["tip_rate"] is None else r["tip_rate"],
+    }
+
+
 def summarise(per_hand: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Means over hands, and fingertip rates over confident hands."""
+    """Means over hands, and fingertip rates over confident hands.
+
+    ``outline_*``: the same means over hands whose box is at least ``OUTLINE_BG`` ground-truth
+    background, i.e. hands seen against the background, where a person mask has finger
+    outlines to get right (a hand in front of the body is inside the person either way).
+    """
     out: dict[str, Any] = {"n_hands": len(per_hand)}
+    outline = [h for h in per_hand if h.get("gt_fraction", 1.0) <= 1.0 - OUTLINE_BG]
+    out["n_outline"] = len(outline)
     for key in ("iou", "recall", "precision"):
         vals = [h[key] for h in per_hand if key in h]
         out[key] = float(np.mean(vals)) if vals else None
-    tips = [h["tips_inside"] for h in per_hand if "tips_inside" in h]
+        vals = [h[key] for h in outline if key in h]
+        out[f"outline_{key}"] = float(np.mean(vals)) if vals else None
+    tips = [(h["tips_inside"], h["tips_visible"]) for h in per_hand if h.get("tips_visible")]
     out["n_confident"] = len(tips)
-    out["tip_rate"] = sum(tips) / (5 * len(tips)) if tips else None
-    out["all_tips_rate"] = sum(t == 5 for t in tips) / len(tips) if tips else None
+    out["tip_rate"] = sum(i for i, _ in tips) / sum(v for _, v in tips) if tips else None
+    out["all_tips_rate"] = sum(i == v for i, v in tips) / len(tips) if tips else None
     return out
 
 
@@ -185,9 +225,9 @@ def totals(photos: Sequence[dict[str, Any]]) -> dict[str, Any]:
         hands = [h for p in photos if p["n_hands"] for h in p[stage]["hands"]]
         out[stage] = summarise(hands)
     b, a = out["before"], out["after"]
-    out["iou_gain_points"] = (
-        (100 * (a["iou"] - b["iou"])) if a["iou"] is not None and b["iou"] is not None else None
-    )
+    for key in ("iou", "outline_iou"):
+        ok = a[key] is not None and b[key] is not None
+        out[f"{key}_gain_points"] = 100 * (a[key] - b[key]) if ok else None
     return out
 
 
@@ -199,18 +239,20 @@ def markdown(report: dict[str, Any]) -> str:
     """A short table of the pooled numbers for the README / notes."""
     s = report["summary"]
     rows = [
-        "| | hand-box IoU | recall | precision | fingertips inside | hands with all 5 |",
-        "|---|---|---|---|---|---|",
+        "| | hand-box IoU | IoU, hands against background | recall | precision "
+        "| fingertips inside | hands with all 5 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for stage, label in (("before", "BodyPix (fingers off)"), ("after", "with finger recovery")):
         t = s[stage]
         rows.append(
-            f"| {label} | {_f(t['iou'])} | {_f(t['recall'])} | {_f(t['precision'])} | "
-            f"{_f(t['tip_rate'])}% | {_f(t['all_tips_rate'])}% |"
+            f"| {label} | {_f(t['iou'])} | {_f(t['outline_iou'])} | {_f(t['recall'])} | "
+            f"{_f(t['precision'])} | {_f(t['tip_rate'])}% | {_f(t['all_tips_rate'])}% |"
         )
     head = (
         f"{s['photos_with_hands']} of {s['photos']} photos have hands found; "
-        f"{s['after']['n_hands']} hands, {s['after']['n_confident']} confident."
+        f"{s['after']['n_hands']} hands, {s['after']['n_confident']} confident, "
+        f"{s['after']['n_outline']} against the background (box >= {100 * OUTLINE_BG:.0f}% true background)."
     )
     return head + "\n\n" + "\n".join(rows) + "\n"
 
@@ -238,11 +280,12 @@ def bench(
     mask = np.where(prob > settings.segmentation_threshold, np.uint8(255), np.uint8(0))
     _, _, info = hands_mod.recover_fingers(image, mask, parts, poses, settings, runtime)
     n = len([h for h in info["hands"] if "skipped" not in h])
-    runs = []
+    runs, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         hands_mod.recover_fingers(image, mask, parts, poses, settings, runtime)
         runs.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
     med = statistics.median(runs)
     return {
         "hands": n,
@@ -253,6 +296,9 @@ def bench(
         "max_ms": round(max(runs), 1),
         "median_ms_per_hand": round(med / n, 1) if n else None,
         "min_ms_per_hand": round(min(runs) / n, 1) if n else None,
+        # CPU time of this process (all threads): what the stage costs whatever else runs
+        "median_cpu_ms_per_hand": round(statistics.median(cpu) / n, 1) if n else None,
+        "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
     }
 
 

@@ -40,6 +40,11 @@ PALM_ROI_SHIFT_Y = -0.5
 LANDMARK_ROI_SCALE = 2.0
 LANDMARK_ROI_SHIFT_Y = -0.1
 LANDMARK_ROI_IDS = (0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18)
+# The hand models are small (192/224 px inputs): a second onnxruntime thread saves little
+# and its spin-waiting costs CPU.  Measured on the 2-core dev machine under load: one
+# thread ran the finger stage in half the wall time and half the CPU time of two.
+# An explicit RuntimeOptions.threads (or $BODYPIX_THREADS) still wins.
+HAND_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -149,16 +154,15 @@ class HandModels:
     def __init__(self, runtime: RuntimeOptions | None = None, full: bool = True):
         runtime = runtime or RuntimeOptions()
         kind = "full" if full else "lite"
-        self.palm = models.session(
-            models.model_path(models.AUX_MODELS[f"palm_detection_{kind}"], runtime.models),
-            runtime.force_cpu,
-            runtime.threads,
-        )
-        self.landmark = models.session(
-            models.model_path(models.AUX_MODELS[f"hand_landmark_{kind}"], runtime.models),
-            runtime.force_cpu,
-            runtime.threads,
-        )
+
+        def load(name: str) -> object:
+            path = models.model_path(models.AUX_MODELS[name], runtime.models)
+            return models.session(path, runtime.force_cpu, runtime.threads or HAND_THREADS)
+
+        self.palm = load(f"palm_detection_{kind}")
+        self.landmark = load(f"hand_landmark_{kind}")
+        # the first, coarse landmark pass only places the second one's crop: lite is enough
+        self.landmark_lite = load("hand_landmark_lite")
 
     def detect_palms(
         self, rgb: np.ndarray, square: tuple[float, float, float], threshold: float = PALM_SCORE_THRESHOLD
@@ -191,13 +195,14 @@ class HandModels:
             palms.append(Palm(tuple(float(v) for v in box_px), kp_px, score))
         return palms
 
-    def landmarks(self, rgb: np.ndarray, region: HandRegion) -> Hand:
+    def landmarks(self, rgb: np.ndarray, region: HandRegion, lite: bool = False) -> Hand:
         """Run the landmark model on ``region``; landmarks come back in image pixels."""
+        sess = self.landmark_lite if lite else self.landmark
         to_image = region.to_image(LANDMARK_SIZE)
         crop = _warp(rgb, to_image, LANDMARK_SIZE)
         x = (crop.astype(np.float32) / 255.0)[None]
-        names = [o.name for o in self.landmark.get_outputs()]
-        outs = dict(zip(names, self.landmark.run(None, {self.landmark.get_inputs()[0].name: x}), strict=True))
+        names = [o.name for o in sess.get_outputs()]
+        outs = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x}), strict=True))
         lm = outs["Identity"].reshape(21, 3).astype(np.float64)
         xy = lm[:, :2] @ to_image[:, :2].T + to_image[:, 2]
         z = lm[:, 2] * region.size / LANDMARK_SIZE

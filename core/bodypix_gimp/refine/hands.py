@@ -32,6 +32,7 @@ import numpy as np
 from ..models import RuntimeOptions
 from ..result import KEYPOINT_NAMES, Pose
 from ..settings import Settings
+from . import guided
 from .handmodel import Hand, HandModels, landmark_region, palm_region
 
 LEFT_HAND, RIGHT_HAND = 10, 11
@@ -65,10 +66,17 @@ TIP_EXTRA = 0.35  # the tip landmark sits inside the fingertip: extend by this m
 PALM_IDS = (0, 1, 2, 5, 9, 13, 17)
 # How far (in hand sizes) the snapped outline may move outside the drawn prior.
 SNAP_MARGIN = 0.06
+SNAP_INNER_MARGIN = 0.015
+# A finger whose bone line is at least this much inside the incoming mask is "present".
+PRESENT_COVERAGE = 0.9
+# With every finger present, the snap runs only if more than this fraction of the hand's
+# area (or 8 px) is person between the fingers, away from them: gaps filled in.
+GAP_FILL = 0.02
 # GrabCut runs on at most this many pixels per hand (see snap_scaled), and the guided
 # filter that brings its answer back to full size uses this regularisation.
 SNAP_MAX_PIXELS = 10_000
 GUIDED_EPS = 2e-3
+SNAP_ITERATIONS = 1  # a second GrabCut round changed hand-box IoU by 0.06 points
 FINGERTIPS = (4, 8, 12, 16, 20)
 
 
@@ -106,10 +114,8 @@ def recover_fingers(
             continue
         t1 = time.perf_counter()
         side = hand_side(hand, parts, person, poses)
-        added, removed = apply_hand(rgb, mask, parts, hand, side)
-        entry.update(
-            part=side, added=added, removed=removed, snap_ms=round((time.perf_counter() - t1) * 1000, 1)
-        )
+        added, removed = apply_hand(rgb, mask, parts, hand, side, soft=settings.soft_edges)
+        entry.update(part=side, added=added, removed=removed, snap_ms=round((time.perf_counter() - t1) * 1000, 1))
         info["hands"].append(entry)
     total = (time.perf_counter() - t0) * 1000
     info["detect_ms"] = round((t_detect - t0) * 1000, 1)
@@ -134,9 +140,7 @@ def hand_summary(hand: Hand) -> dict[str, Any]:
 # --- where to look -------------------------------------------------------------------------
 
 
-def find_candidates(
-    mask: np.ndarray, parts: np.ndarray, poses: Sequence[Pose]
-) -> list[tuple[float, float, float]]:
+def find_candidates(mask: np.ndarray, parts: np.ndarray, poses: Sequence[Pose]) -> list[tuple[float, float, float]]:
     """Square crops (x0, y0, side) in which a hand is likely: BodyPix hand blobs and wrists.
 
     A wrist that already lies in a blob's crop, or whose predicted hand centre does, adds
@@ -199,11 +203,10 @@ def detect_hands(
         region = palm_region(palm)
         if any(_same_hand(region.cx, region.cy, h) for h in hands):
             continue
-        hand = hm.landmarks(rgb, region)
+        hand = hm.landmarks(rgb, region, lite=REFINE_PASS)
         if REFINE_PASS and hand.presence >= MIN_PRESENCE:
-            second = hm.landmarks(rgb, landmark_region(hand.landmarks))
-            if second.presence >= MIN_PRESENCE:
-                hand = second
+            # the full model on the tighter crop has the last word, presence included
+            hand = hm.landmarks(rgb, landmark_region(hand.landmarks))
         if hand.presence < MIN_PRESENCE or hand_scale(hand.landmarks) < MIN_HAND_SCALE:
             continue
         hand = Hand(hand.landmarks, hand.presence, hand.handedness, hand.region, palm.score)
@@ -298,14 +301,19 @@ def hand_scale(landmarks: np.ndarray) -> float:
 
 
 def finger_shapes(
-    landmarks: np.ndarray, shape: tuple[int, int], offset: tuple[int, int] = (0, 0), widen: float = 1.0
+    landmarks: np.ndarray,
+    shape: tuple[int, int],
+    offset: tuple[int, int] = (0, 0),
+    widen: float = 1.0,
+    per_finger: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rasterise the hand prior into arrays of ``shape`` whose (0, 0) is image ``offset`` (x, y).
 
     Returns (fingers, palm, bones): fingers = one capsule chain per finger, widths from
     FINGER_WIDTH x hand scale x ``widen``; palm = the polygon of the palm landmarks grown by
     a sixth of a finger width each side; bones = thin lines along the finger bones and an
-    eroded palm, pixels that are certainly hand.
+    eroded palm, pixels that are certainly hand.  ``per_finger``, when given, receives
+    (capsules, bone line) of each finger, thumb first.
     """
     scale = hand_scale(landmarks)
     pts = landmarks[:, :2] - np.asarray(offset, np.float64)
@@ -325,13 +333,19 @@ def finger_shapes(
         n = float(np.hypot(*d)) or 1.0
         tip = joints[-1] + d / n * TIP_EXTRA * width
         joints = [*joints[:-1], tip]
+        one = np.zeros(shape, np.uint8)
+        line = np.zeros(shape, np.uint8)
         for k, (a, b) in enumerate(zip(joints[:-1], joints[1:], strict=True)):
             wk = width * TAPER[k]
             t = max(1, int(round(wk)))
-            cv2.line(fingers, p(a), p(b), 1, t, cv2.LINE_8, shift)
-            cv2.circle(fingers, p(a), int(round(wk / 2 * f)), 1, -1, cv2.LINE_8, shift)
-            cv2.circle(fingers, p(b), int(round(wk / 2 * f)), 1, -1, cv2.LINE_8, shift)
+            cv2.line(one, p(a), p(b), 1, t, cv2.LINE_8, shift)
+            cv2.circle(one, p(a), int(round(wk / 2 * f)), 1, -1, cv2.LINE_8, shift)
+            cv2.circle(one, p(b), int(round(wk / 2 * f)), 1, -1, cv2.LINE_8, shift)
             cv2.line(bones, p(a), p(b), 1, max(1, int(round(wk * 0.3))), cv2.LINE_8, shift)
+            cv2.line(line, p(a), p(b), 1, 1, cv2.LINE_8, shift)
+        fingers |= one
+        if per_finger is not None:
+            per_finger.append((one.astype(bool), line.astype(bool)))
     palm = np.zeros(shape, np.uint8)
     hull = cv2.convexHull(np.round(pts[list(PALM_IDS)] * f).astype(np.int32))
     cv2.fillConvexPoly(palm, hull, 1, cv2.LINE_8, shift)
@@ -351,9 +365,12 @@ def _disk(r: int) -> np.ndarray:
 
 
 def apply_hand(
-    rgb: np.ndarray, mask: np.ndarray, parts: np.ndarray, hand: Hand, side: int
+    rgb: np.ndarray, mask: np.ndarray, parts: np.ndarray, hand: Hand, side: int, soft: bool = False
 ) -> tuple[int, int]:
     """Snap one hand's prior to the photo and write it into ``mask``/``parts`` in place.
+
+    ``soft``: the mask is a 0..255 alpha; the outline this stage changed is then feathered
+    over about a pixel, like the soft edges around it, instead of a hard step.
 
     Returns (pixels added to the person, pixels removed from it).
     """
@@ -369,7 +386,8 @@ def apply_hand(
     if x1 - x0 < 8 or y1 - y0 < 8:
         return 0, 0
     shape = (y1 - y0, x1 - x0)
-    fingers, palm, bones = finger_shapes(hand.landmarks, shape, (x0, y0))
+    each: list[tuple[np.ndarray, np.ndarray]] = []
+    fingers, palm, bones = finger_shapes(hand.landmarks, shape, (x0, y0), per_finger=each)
     prior = fingers | palm
     person = mask[y0:y1, x0:x1] >= 128
     # one distance map replaces several large dilations (cost independent of the radius)
@@ -381,12 +399,40 @@ def apply_hand(
     cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
     zone = hand_zone | hull.astype(bool)
 
+    margin = max(2, int(round(SNAP_MARGIN * scale)))
+    # A finger the incoming mask already has (its bone line beyond the palm is >= 90%
+    # person) keeps the mask's outline: after a good edge stage that outline is finer than
+    # this snap, which runs at reduced resolution.  Only missing fingers (and a missing
+    # palm) are added, and next to present fingers nothing within the snap's own pixel
+    # size is removed.
+    missing = np.zeros(shape, bool)
+    for capsule, line in each:
+        line = line & ~palm
+        if line.any() and person[line].mean() < PRESENT_COVERAGE:
+            missing |= capsule
+    core = bones & palm
+    if core.any() and person[core].mean() < PRESENT_COVERAGE:
+        missing |= palm
+    missing = _distance_outside(missing) <= margin if missing.any() else missing
+    sub_mask = mask[y0:y1, x0:x1]
+    sub_parts = parts[y0:y1, x0:x1]
+    if not missing.any():
+        # the whole hand is there: unless the gaps between the fingers are filled in, the
+        # mask is left as it is (and the snap, most of this stage's cost, is skipped)
+        filled = person & hull.astype(bool) & ~palm & (dist > margin)
+        if filled.sum() <= max(8, GAP_FILL * prior.sum()):
+            sub_parts[prior & person] = side
+            return 0, 0
+
     fg = snap_scaled(rgb[y0:y1, x0:x1], prior, bones, person, zone)
     if fg is None:
         return 0, 0
     # the hand: what the snap calls foreground close to the prior, connected to the bones
-    margin = max(2, int(round(SNAP_MARGIN * scale)))
-    near_prior = dist <= margin
+    # outward the outline may move by the margin; between the fingers (inside the hull) by
+    # a pixel or two only: there a skin-coloured background (a red book) would otherwise
+    # bridge a narrow gap, and the drawn finger widths are calibrated to be about right
+    inner = max(1.0, SNAP_INNER_MARGIN * scale)
+    near_prior = (dist <= margin) & (~hull.astype(bool) | (dist <= inner))
     new_hand = _connected_to(fg & near_prior, bones)
     # sanity: the snapped hand must cover most of the bones and stay near the prior's size;
     # otherwise (a glove on a matching background, motion blur) trust the drawn prior
@@ -396,14 +442,24 @@ def apply_hand(
     # fingers, and background by the snap's colour models.  Only there is anything removed:
     # BodyPix's halo elsewhere is the edge stage's business, and a fist or a hand in front
     # of the body has no gaps (removals there only ever made the masks worse).
-    remove = person & hull.astype(bool) & ~palm & ~new_hand & ~fg
-    add = new_hand & ~person
-    sub_mask = mask[y0:y1, x0:x1]
-    sub_parts = parts[y0:y1, x0:x1]
+    tol = max(1, math.ceil(math.sqrt(shape[0] * shape[1] / SNAP_MAX_PIXELS)))
+    away = _distance_outside(new_hand) > tol if new_hand.any() else np.ones(shape, bool)
+    remove = person & hull.astype(bool) & ~palm & ~new_hand & ~fg & (away | missing)
+    # a gap is background seen between the fingers, so it opens onto the background
+    # outside the hand; a region enclosed by hand and person (an object held in the hand)
+    # is left alone
+    if remove.any():
+        remove = _connected_to(remove | (~person & ~hull.astype(bool)), ~person & ~hull.astype(bool)) & remove
+    add = new_hand & ~person & missing
     sub_mask[add] = 255
     sub_mask[remove] = 0
-    # hand pixels are the hand part; only within the fingers and palm (not the wrist/arm)
-    sub_parts[new_hand & (fingers | palm)] = side
+    if soft and (add.any() or remove.any()):
+        changed = cv2.dilate((add | remove).astype(np.uint8), _disk(2)).astype(bool)
+        hard = np.where(sub_mask >= 128, np.float32(255), np.float32(0))
+        feathered = cv2.GaussianBlur(hard, (5, 5), 0.8)
+        sub_mask[changed] = np.round(feathered[changed]).astype(np.uint8)
+    # the snapped hand is the hand part (it never reaches the arm: the palm ends at the wrist)
+    sub_parts[new_hand] = side
     return int(add.sum()), int(remove.sum())
 
 
@@ -453,30 +509,12 @@ def snap_scaled(
     bones_s = cv2.resize(
         cv2.dilate(bones.astype(np.uint8), _disk(max(0, k // 2))), size, interpolation=cv2.INTER_NEAREST
     ).astype(bool) & small(bones | prior)
-    fg = snap(
-        cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), small(prior), bones_s, small(person), small(zone)
-    )
+    fg = snap(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), small(prior), bones_s, small(person), small(zone))
     if fg is None:
         return None
     up = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    return guided_filter(grey, up, radius=k + 1, eps=GUIDED_EPS) >= 0.5
-
-
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter with a grey guide (opencv-contrib's ximgproc is not in the
-    headless wheel; the filter is six box filters)."""
-    ksize = (2 * radius + 1, 2 * radius + 1)
-
-    def box(a: np.ndarray) -> np.ndarray:
-        return cv2.boxFilter(a, cv2.CV_32F, ksize, borderType=cv2.BORDER_REFLECT)
-
-    mean_i, mean_p = box(guide), box(src)
-    var_i = box(guide * guide) - mean_i * mean_i
-    cov_ip = box(guide * src) - mean_i * mean_p
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    return box(a) * guide + box(b)
+    return guided.guided_filter(grey, up, radius=k + 1, eps=GUIDED_EPS) >= 0.5
 
 
 def snap(
@@ -485,7 +523,7 @@ def snap(
     bones: np.ndarray,
     person: np.ndarray,
     zone: np.ndarray,
-    iterations: int = 2,
+    iterations: int | None = None,
 ) -> np.ndarray | None:
     """GrabCut person/background labels around one hand, seeded by the hand prior and BodyPix.
 
@@ -495,6 +533,7 @@ def snap(
     the prior has fingers and "probably" background elsewhere.  Returns a boolean
     foreground map, or None when the seeds give GrabCut nothing to learn from.
     """
+    iterations = iterations or SNAP_ITERATIONS
     gc = np.full(prior.shape, cv2.GC_PR_BGD, np.uint8)
     gc[prior] = cv2.GC_PR_FGD
     outside = ~zone
