@@ -278,6 +278,7 @@ def run_case(case):
         )
         image.insert_layer(ink, None, 0)
         Gimp.context_set_foreground(Gegl.Color.new(case["stroke"]))
+        Gimp.context_set_stroke_method(Gimp.StrokeMethod.LINE)  # no brushes with gimp -d
         Gimp.context_set_line_width(max(2.0, image.get_width() / 400))
         ink.edit_stroke_selection()
     if os.path.exists(os.path.join(d, "dialog.xwd")):  # GIMP reads XWD: save the screen as PNG

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The README picture, made by a real headless GIMP 3 run of the installed plug-in:
 Body Parts to Layers (coloured part map at 50 %) and Select Person (outline stroked in
-white) on a P3M demo portrait (MIT), flattened and exported by GIMP; and a screenshot of
+magenta) on a P3M demo portrait (MIT), flattened and exported by GIMP; and a screenshot of
 the Select Body Parts dialog in a virtual display.
 
     python tests/gimp/readme_image.py [--out docs/images/gimp-bodypix.jpg]
@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
-PHOTO = harness.SHARED / "eval" / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"
+PHOTO = harness.SHARED / "eval" / "p3m_demo_pseudo" / "images" / "p_09ba26b4.jpg"
 
 
 def main() -> int:
@@ -34,7 +34,7 @@ def main() -> int:
         "image": args.photo,
         "proc": "plug-in-bodypix-parts-to-layers",
         "also": [{"proc": "plug-in-bodypix-select-person"}],
-        "stroke": "#ffffff",
+        "stroke": "#ff00ff",
         "export": "readme.png",
     }
     proc, _ = inst.batch({"out": str(inst.work / "out"), "empty_models": "", "cases": [case]})
