@@ -11,7 +11,7 @@ BODYPIX_MODELS ?= $(if $(wildcard $(SHARED_MODELS)),$(SHARED_MODELS),)
 export BODYPIX_MODELS
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast lint clean gimp-setup bench-gimp readme-image bench
+.PHONY: venv demo test test-fast lint clean gimp-setup bench-gimp readme-image bench eval
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench-gimp: venv
 
 readme-image: venv
 	$(BIN)/python tests/gimp/readme_image.py
+
+# The full evaluation (README "Evaluation"): every configuration on every eval set, ~30-60 min.
+eval: venv
+	$(BIN)/bodypix-gimp eval ../shared/eval/human_seg_300 ../shared/eval/p3m_demo_pseudo \
+		../shared/eval/cihp_samples ../shared/eval/seed/jim.jpg --methods --out out/eval
 
 lint: venv
 	$(BIN)/ruff check core gimp_plugin installer tests

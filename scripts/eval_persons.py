@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a fifth of the one-person photos, fewer composed rows")
     ap.add_argument("--repeat", type=int, default=3, help="timing repeats")
     ap.add_argument("--model", default=None, help="model name (default: Settings())")
+    ap.add_argument("--product", action="store_true",
+                    help="also the product pipeline (edge refinement, fingers) with min_pose_score 0.25")
     args = ap.parse_args(argv)
     base = Settings(multi_person=True)
     if args.model:
@@ -197,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
              **evaluate(base, args.quick)},
             {"label": f"min_pose_score {tuned.min_pose_score} (more people from the same decoded poses)",
              **evaluate(tuned, args.quick)}]
+    if args.product:
+        from bodypix_gimp.settings import PRODUCT_DEFAULTS
+
+        product = tuned.replace(**PRODUCT_DEFAULTS)
+        runs.append({"label": f"product pipeline ({PRODUCT_DEFAULTS}) with min_pose_score 0.25",
+                     **evaluate(product, args.quick)})
     report = {"runs": runs, "timing": timing(base, args.repeat)}
     text = markdown(report)
     print(text)

@@ -23,9 +23,7 @@ from bodypix_gimp.worker import build_settings, part_label, persons_overlapping 
 pytestmark = pytest.mark.gimp
 
 EVAL = harness.SHARED / "eval"
-TWO_PEOPLE = (
-    EVAL / "human_seg_300" / "images" / "163.jpg"
-)  # a woman centre right, a person cut at the left edge
+TWO_PEOPLE = EVAL / "human_seg_300" / "images" / "163.jpg"  # a woman centre right, a person cut at the left edge
 WOMAN_BOX = (250, 150, 150, 200)  # x, y, w, h: around the woman only
 ONE_PERSON = EVAL / "human_seg_300" / "images" / "118.jpg"
 LARGE = EVAL / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"  # 1920x1080
@@ -63,9 +61,7 @@ def empty_photo(work: Path) -> Path:
         s = min(gt.shape) // 2
         if s < 180 or gt[:s, :s].max() > 0:
             continue
-        img = np.asarray(
-            Image.open(EVAL / "human_seg_300" / "images" / f"{mask_path.stem}.jpg").convert("RGB")
-        )
+        img = np.asarray(Image.open(EVAL / "human_seg_300" / "images" / f"{mask_path.stem}.jpg").convert("RGB"))
         crop = np.ascontiguousarray(img[:s, :s])
         if not segment(crop, settings).found_person:
             out = work / "nobody.png"
@@ -363,6 +359,23 @@ def test_cancel_leaves_the_image_untouched(case: Case) -> None:
     assert r["tree_after_retry"] == r["tree_before"]
 
 
+def test_dialog_in_a_virtual_display(gimp_run) -> None:
+    """Interactive Select Body Parts: the procedure dialog opens (with the 24 part tick boxes),
+    OK runs it with the dialog's values, and the selection appears."""
+    inst, _ = gimp_run
+    case = {"id": "dialog", "image": str(ONE_PERSON), "proc": PARTS, "interactive": "Body Parts"}
+    with harness.VirtualDisplay(inst) as display:
+        proc, _ = inst.batch({"out": str(inst.work / "out-dialog"), "empty_models": "", "cases": [case]},
+                             timeout=600, DISPLAY=display)  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    c = Case(inst.work / "out-dialog" / "dialog")
+    assert c.report["dialog_seen_after_s"] is not None, "no dialog window appeared"
+    assert (c.dir / "dialog.png").is_file()
+    assert c.report["status"] == "success", c.report["message"]
+    assert iou(c.selection, c.core.person_mask) >= 0.99  # group "person", the default
+
+
 def test_no_undo_groups_left_open(gimp_run) -> None:
     _, log = gimp_run
     assert "undo" not in log.lower() or "inconsistent" not in log.lower()
@@ -379,11 +392,7 @@ def test_installer_check_and_uninstall(gimp_run) -> None:
     keep.write_text("# not ours\n")
     gone = inst.installer("--uninstall")
     assert gone.returncode == 0, gone.stdout + gone.stderr
-    assert (
-        not inst.plugin_dir.exists()
-        and not (inst.data / "venv").exists()
-        and not (inst.data / "models").exists()
-    )
+    assert not inst.plugin_dir.exists() and not (inst.data / "venv").exists() and not (inst.data / "models").exists()
     assert keep.is_file() and (inst.profile / "interpreters" / "pin-python.interp").is_file()
     after = inst.installer("--check")
     assert after.returncode == 1 and "MISSING" in after.stdout

@@ -59,12 +59,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def configs_from_args(args: argparse.Namespace):  # noqa: ANN201 - list[Config]
     from .evaluate.harness import builtin_configs, parse_config
     from .refine.edges import METHODS
-    from .settings import ConfigError
+    from .settings import ConfigError, default_settings
 
     configs = builtin_configs()
     if args.methods:
+        default_refine = default_settings().refine
         for m in METHODS:
-            configs.append(parse_config(f"refine-{m}=refine={m}"))
+            if m != default_refine:  # that one is `default` already
+                configs.append(parse_config(f"refine-{m}=refine={m}"))
+        configs.append(parse_config("refine-none=refine=none"))
     configs += [parse_config(c) for c in args.config]
     if args.only:
         names = {c.name for c in configs}

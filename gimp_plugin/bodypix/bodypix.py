@@ -306,6 +306,7 @@ def do_parts_to_layers(procedure, image, layer, config):
         group = Gimp.GroupLayer.new(image, "Body parts: " + layer.get_name())
         image.insert_layer(group, layer.get_parent(), image.get_item_position(layer))
         position = 0
+        n_channels = 0  # new channels go on top in part order (left face first)
         for item in result["items"]:
             data = worker.read_item(item)
             if item["kind"] == "part-map":
@@ -324,10 +325,11 @@ def do_parts_to_layers(procedure, image, layer, config):
                     (0, 0) + tuple(item["rect"][2:]),
                     pixels.RGBA,
                 )
-                ch = pixels.new_channel(image, item["name"], item["color"])
+                ch = pixels.new_channel(image, item["name"], item["color"], position=n_channels)
+                n_channels += 1
                 pixels.write_mask(ch, data, item["rect"])
             elif item["kind"] == "person":
-                ch = pixels.new_channel(image, "person", (255, 255, 255))
+                ch = pixels.new_channel(image, "person", (255, 255, 255), position=n_channels)
                 pixels.write_mask(ch, data, item["rect"])
         image.set_selected_layers(selected)
 
@@ -335,8 +337,6 @@ def do_parts_to_layers(procedure, image, layer, config):
 def do_person_to_mask(procedure, image, layer, config):
     if layer.get_mask() is not None:
         raise BodyPixError(f"'{layer.get_name()}' already has a layer mask; apply or delete it first.", "input")
-    if layer.is_group_layer():
-        pass  # group layers take masks too
     result, worker = compute(image, layer, config, "person-mask", pixels.rect_of(layer), soft=True)
     with worker, undo_group(image):
         if not layer.has_alpha() and not layer.is_group_layer():
@@ -380,7 +380,8 @@ def show_dialog(procedure, config):
         if procedure.get_name() != SELECT_PARTS:
             raise LookupError
         # the 24 tick boxes in a flow box under the group choice, not one long column
-        dialog.fill_flowbox("parts-box", [part_aux_name(n) for n in PART_NAMES])
+        flow = dialog.fill_flowbox("parts-box", [part_aux_name(n) for n in PART_NAMES])
+        flow.set_min_children_per_line(3)
         dialog.fill_frame("parts-frame", None, False, "parts-box")
         rest = [a.get_name() for a in procedure.get_arguments()]
         rest = [a for a in rest if a not in ("run-mode", "image", "drawables", "group")]

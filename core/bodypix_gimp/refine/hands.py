@@ -445,6 +445,11 @@ def apply_hand(
     tol = max(1, math.ceil(math.sqrt(shape[0] * shape[1] / SNAP_MAX_PIXELS)))
     away = _distance_outside(new_hand) > tol if new_hand.any() else np.ones(shape, bool)
     remove = person & hull.astype(bool) & ~palm & ~new_hand & ~fg & (away | missing)
+    # a gap is background seen between the fingers, so it opens onto the background
+    # outside the hand; a region enclosed by hand and person (an object held in the hand)
+    # is left alone
+    if remove.any():
+        remove = _connected_to(remove | (~person & ~hull.astype(bool)), ~person & ~hull.astype(bool)) & remove
     add = new_hand & ~person & missing
     sub_mask[add] = 255
     sub_mask[remove] = 0
