@@ -125,6 +125,22 @@ def test_hd_photo_matches_reference():
     assert mask_iou >= MIN_IOU and agree >= MIN_PART_AGREEMENT, (name, mask_iou, agree)
 
 
+def test_12mp_photo_matches_reference_with_the_input_cap_lifted():
+    # Our pipeline caps the network input (Settings.max_input_pixels); lifted, a 12 MP photo
+    # must give TF.js's mask (wasm backend: same masks as cpu, and affordable at this size).
+    from bodypix_gimp.bench import resized_photo
+
+    photo = EVAL / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"
+    case = Case(photo.stem, resized_photo(load(photo), 12), np.zeros(0, np.uint8))
+    settings = settings_for("mobilenet075-quant2-stride16", max_input_pixels=150_000_000)
+    (ref,) = reference([case], settings, backend="wasm", parts=False)
+    res = ours(case, settings)
+    assert not res.info.get("capped_to")
+    mask_iou = iou(res.person_mask, ref.person * 255)
+    print(case.name, case.image.shape, mask_iou)
+    assert mask_iou >= MIN_IOU
+
+
 def keypoint_errors(our_pose, ref_pose) -> dict[str, float]:
     """Distance in photo pixels per keypoint the reference is confident about."""
     mine = {k.part: k for k in our_pose.keypoints}
