@@ -11,7 +11,7 @@ BODYPIX_MODELS ?= $(if $(wildcard $(SHARED_MODELS)),$(SHARED_MODELS),)
 export BODYPIX_MODELS
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast lint clean
+.PHONY: venv demo test test-fast lint clean gimp-setup bench-gimp readme-image bench eval
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,26 @@ test: venv lint
 # The quick local loop: no real GIMP, no reference, no slow suites.
 test-fast: venv
 	$(BIN)/pytest -q -m "not slow and not gimp and not reference" $(PYTEST_ARGS)
+
+# Speed and peak memory per model and photo size, next to TF.js body-pix wasm (reports/bench.json, .md).
+bench: venv
+	$(BIN)/bodypix-gimp bench --out reports
+
+# Real GIMP 3.0.4 (Debian 13 rootfs in .cache/gimp3; needs root). The gimp tests call the
+# setup themselves; these targets are for the benchmark of issue 3 and the README picture.
+gimp-setup:
+	tests/gimp/setup-gimp.sh
+
+bench-gimp: venv
+	$(BIN)/python tests/gimp/bench.py
+
+readme-image: venv
+	$(BIN)/python tests/gimp/readme_image.py
+
+# The full evaluation (README "Evaluation"): every configuration on every eval set, ~30-60 min.
+eval: venv
+	$(BIN)/bodypix-gimp eval ../shared/eval/human_seg_300 ../shared/eval/p3m_demo_pseudo \
+		../shared/eval/cihp_samples ../shared/eval/seed/jim.jpg --methods --out out/eval
 
 lint: venv
 	$(BIN)/ruff check core gimp_plugin installer tests

@@ -38,15 +38,6 @@ PLUGIN_SRC = ROOT / "gimp_plugin" / paths.PLUGIN_NAME
 CONFIG_NAME = "bodypix-config.json"
 RECORD_NAME = "install-record.json"
 MIN_PYTHON = (3, 10)
-# model files the core can use, relative to a models folder (layout of shared/models)
-MODEL_GLOBS = (
-    "bodypix/onnx/*.onnx",
-    "mediapipe_hands/*.onnx",
-    "rvm/*.onnx",
-    "selfie_segmentation/*.onnx",
-    "*/README.md",
-    "*/LICENSE*",
-)
 
 
 class InstallError(Exception):
@@ -150,46 +141,65 @@ def install_env(layout: Layout, record: dict, editable: bool = False) -> None:
         [str(layout.python), "-c", "import bodypix_gimp.worker, onnxruntime"],
         "importing the installed package",
     )
+    add_manifest(layout)
+
+
+def add_manifest(layout: Layout) -> None:
+    """Give the installed package its model manifest (``bodypix_gimp/data/manifest.json``).
+
+    The core reads the manifest from the checkout's ``models/`` or, installed, from the
+    package's ``data/`` folder, which the wheel does not fill (setuptools cannot package a
+    file from outside the package folder); so the installer puts it there. A no-op once
+    the wheel ships it.
+    """
+    code = "import bodypix_gimp, os; print(os.path.dirname(bodypix_gimp.__file__))"
+    proc = subprocess.run([str(layout.python), "-c", code], capture_output=True, text=True)
+    pkg = Path(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 and proc.stdout.strip() else None
+    if pkg is None or pkg.resolve() == (ROOT / "core" / "bodypix_gimp").resolve():
+        return  # editable install: the checkout's models/ is found directly
+    data = pkg / "data"
+    for f in ("manifest.json", "LICENSES.md"):
+        if (ROOT / "models" / f).is_file() and not (data / f).is_file():
+            data.mkdir(exist_ok=True)
+            shutil.copyfile(ROOT / "models" / f, data / f)
+
+
+SETUP_MODELS = r"""
+import json, sys
+from bodypix_gimp.setup_models import install
+def progress(fraction, message):
+    print(f"[bodypix-gimp]   models {fraction * 100:3.0f}% {message}", flush=True)
+res = install(sys.argv[1], models_from=sys.argv[2] or None, progress=progress)
+print("RESULT " + json.dumps({"installed": sorted(res.installed), "notes": res.notes}))
+"""
 
 
 def install_models(layout: Layout, record: dict, models_from: str | None) -> None:
-    """Models into the per-user folder: the convert helper when present, else copy ONNX files."""
+    """Models into the per-user folder with the core's ``bodypix_gimp.setup_models.install``.
+
+    From ``--models-from`` (copied, checksums verified) or, without it, downloaded from the
+    official locations and converted to ONNX.  It is all-or-nothing, so a failure leaves
+    the folder as it was.
+    """
+    if models_from and not (Path(models_from).expanduser() / "bodypix").is_dir():
+        raise InstallError(f"no BodyPix models in {models_from}/bodypix; is it laid out like shared/models?")
     makedirs(layout.models, record)
-    has_setup = (
-        layout.python.is_file()
-        and subprocess.run(
-            [str(layout.python), "-c", "import bodypix_gimp as b; b.setup_models"], capture_output=True
-        ).returncode
-        == 0
-    )
-    if has_setup:
-        say(
-            "setting up models with bodypix_gimp.setup_models"
-            + (f" from {models_from}" if models_from else "")
-        )
-        code = "import sys, bodypix_gimp as b; b.setup_models(sys.argv[1], source=(sys.argv[2] or None))"
-        run([str(layout.python), "-c", code, str(layout.models), models_from or ""], "model setup")
-        for f in layout.models.rglob("*"):
-            (record["dirs"] if f.is_dir() else record["files"]).append(str(f))
-        return
-    if not models_from:
-        raise InstallError(
-            "this version cannot download models yet; pass --models-from DIR "
-            "(a folder laid out like shared/models)"
-        )
-    src = Path(models_from).expanduser().resolve()
-    files = sorted({f for g in MODEL_GLOBS for f in src.glob(g) if f.is_file()})
-    if not any(f.parent.name == "onnx" and f.parent.parent.name == "bodypix" for f in files):
-        raise InstallError(f"no BodyPix ONNX files in {src}/bodypix/onnx; is it laid out like shared/models?")
-    say(f"copying {len(files)} model files from {src}")
-    for f in files:
-        dst = layout.models / f.relative_to(src)
-        makedirs(dst.parent, record)
-        if not dst.is_file() or dst.stat().st_size != f.stat().st_size:
-            tmp = dst.with_name(dst.name + ".part")
-            shutil.copyfile(f, tmp)
-            tmp.replace(dst)
-        record["files"].append(str(dst))
+    dirs_before = {d for d in layout.models.rglob("*") if d.is_dir()}
+    say("setting up models " + (f"from {models_from}" if models_from else "(download and convert)"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
+    proc = subprocess.run(
+        [str(layout.python), "-c", SETUP_MODELS, str(layout.models), str(models_from or "")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines = proc.stdout.strip().splitlines()
+    result = [json.loads(x[7:]) for x in lines if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not result:
+        raise InstallError("model setup failed: " + (lines[-1] if lines else f"exit {proc.returncode}"))
+    record["files"] += [str(layout.models / rel) for rel in result[0]["installed"] + ["checksums.json"]]
+    record["dirs"] += [str(d) for d in layout.models.rglob("*") if d.is_dir() and d not in dirs_before]
+    for note in result[0]["notes"]:
+        say("  note: " + note)
+    say(f"{len(result[0]['installed'])} model files in {layout.models}")
 
 
 def install_plugin(layout: Layout, record: dict, with_models: bool) -> None:

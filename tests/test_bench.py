@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 from bodypix_gimp.bench import parse_sizes, resized_photo
 from bodypix_gimp.cli import main
@@ -20,7 +23,7 @@ def run_quick(tmp_path, *extra: str) -> dict:
 
 
 def test_quick_bench_writes_a_sane_report(tmp_path, capsys):
-    report = run_quick(tmp_path, "--no-reference")
+    report = run_quick(tmp_path, "--no-reference", "--no-refine", "--no-fingers")
     assert len(report["rows"]) == 1
     row = report["rows"][0]
     assert row["model"] == "mobilenet075-quant2-stride16"
@@ -35,22 +38,28 @@ def test_quick_bench_writes_a_sane_report(tmp_path, capsys):
     # peak RSS: at least interpreter + numpy + onnxruntime + model, far below a gigabyte here
     assert 40 < raw["peak_rss_mb"] < 1024 and raw["base_rss_mb"] <= raw["peak_rss_mb"]
     assert raw["person_pixels"] > 0.05 * row["width"] * row["height"]  # jim is found
-    assert row["tfjs_wasm"] == {"error": "skipped (--no-reference)"}
+    assert row["tfjs"] == {"backend": "wasm", "error": "skipped (--no-reference)"}
+    assert "full" not in row  # raw BodyPix settings: nothing extra to time
     assert "bench" in capsys.readouterr().out
 
 
 def test_bench_times_extra_stages_separately(tmp_path):
-    # Any setting body-pix lacks makes bench time "full" next to "raw" (soft edges: needs no extra model).
-    report = run_quick(tmp_path, "--no-reference", "--soft")
+    # The product defaults add stages body-pix lacks: bench times them ("full") next to "raw".
+    report = run_quick(tmp_path, "--no-reference")
     row = report["rows"][0]
-    assert report["raw_settings_for_ratio"]["soft_edges"] is False and report["settings"]["soft_edges"] is True
-    assert "error" not in row["full"] and row["full"]["ms"] > 0
+    assert report["raw_settings_for_ratio"]["refine"] == "none" and report["settings"]["refine"] != "none"
+    assert report["settings"]["fingers"] is True and report["raw_settings_for_ratio"]["fingers"] is False
+    full = row["full"]
+    assert "error" not in full, full
+    assert full["stages_ms"]["refine"] > 0 and "fingers" in full["stages_ms"]
+    assert "refine" not in row["raw"]["stages_ms"] and "fingers" not in row["raw"]["stages_ms"]
+    assert full["ms"] > row["raw"]["ms"]
 
 
 @pytest.mark.reference
 def test_quick_bench_compares_with_tfjs_wasm(tmp_path):
-    row = run_quick(tmp_path)["rows"][0]
-    ref = row["tfjs_wasm"]
+    row = run_quick(tmp_path, "--no-refine", "--no-fingers")["rows"][0]
+    ref = row["tfjs"]
     assert "error" not in ref, ref
     assert ref["wasm"]["simd"] is True
     assert ref["ms"] > 0 and row["speedup"] == pytest.approx(ref["ms"] / row["raw"]["ms"])
@@ -75,3 +84,13 @@ def test_resized_photo_keeps_aspect_and_content():
     assert abs(big.shape[0] * big.shape[1] - 12e6) < 12e6 * 0.002
     assert abs(big.shape[1] / big.shape[0] - img.shape[1] / img.shape[0]) < 0.005
     assert abs(float(big.mean()) - float(img.mean())) < 1.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork+exec keeping ru_maxrss is Linux behaviour")
+def test_peak_rss_of_a_case_is_its_own_not_the_parents():
+    # ru_maxrss survives fork+exec on Linux; the bench must not report the parent's peak.
+    big = np.ones(400 * 1024 * 1024, np.uint8)  # parent peak >= 400 MiB
+    code = "from bodypix_gimp.bench import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert big.sum() == big.size
+    assert 5 < child < 300

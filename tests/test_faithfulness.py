@@ -96,16 +96,33 @@ def test_person_mask_and_parts_match_reference(photos, model):
         assert agree >= MIN_PART_AGREEMENT, f"{model} {name}: part agreement {agree:.4f} vs TF.js"
 
 
-@pytest.mark.parametrize("resolution", ["full", 0.35])
-def test_other_internal_resolutions_match_reference(photos, resolution):
-    # Different input sizes exercise other padding and rounding paths of padAndResizeTo.
+@pytest.fixture(scope="module")
+def small_photos() -> list[Case]:
+    # CIHP samples (300x200 and 576x313): cheap on the pure-JS backend even at full resolution.
+    folder = EVAL / "cihp_samples" / "images"
+    return [Case(n, load(folder / f"{n}.jpg"), np.zeros(0, np.uint8)) for n in ("0002190", "0005008")]
+
+
+@pytest.mark.parametrize("resolution", ["full", 1.3, 0.35])
+def test_other_internal_resolutions_match_reference(small_photos, resolution):
+    # Other input sizes exercise other padding and rounding paths of padAndResizeTo.
     settings = settings_for("mobilenet075-quant2-stride16", internal_resolution=resolution)
-    cases = photos[1:3]
+    cases = small_photos
     rows = compare_masks(cases, settings, reference(cases, settings))
     print(resolution, rows)
     for name, mask_iou, agree in rows:
         assert mask_iou >= MIN_IOU, f"{resolution} {name}: person IoU {mask_iou:.4f} vs TF.js"
         assert agree >= MIN_PART_AGREEMENT, f"{resolution} {name}: part agreement {agree:.4f} vs TF.js"
+
+
+def test_hd_photo_matches_reference():
+    # A 1080p portrait (2 MP): large upsampling factors in the decode, still below the input cap.
+    photo = EVAL / "p3m_demo_pseudo" / "images" / "p_09ba26b4.jpg"
+    case = Case(photo.stem, load(photo), np.zeros(0, np.uint8))
+    settings = settings_for("mobilenet075-quant2-stride16")
+    (name, mask_iou, agree), = compare_masks([case], settings, reference([case], settings))
+    print(name, mask_iou, agree)
+    assert mask_iou >= MIN_IOU and agree >= MIN_PART_AGREEMENT, (name, mask_iou, agree)
 
 
 def keypoint_errors(our_pose, ref_pose) -> dict[str, float]:

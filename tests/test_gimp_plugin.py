@@ -23,9 +23,7 @@ from bodypix_gimp.worker import build_settings, part_label, persons_overlapping 
 pytestmark = pytest.mark.gimp
 
 EVAL = harness.SHARED / "eval"
-TWO_PEOPLE = (
-    EVAL / "human_seg_300" / "images" / "163.jpg"
-)  # a woman centre right, a person cut at the left edge
+TWO_PEOPLE = EVAL / "human_seg_300" / "images" / "163.jpg"  # a woman centre right, a person cut at the left edge
 WOMAN_BOX = (250, 150, 150, 200)  # x, y, w, h: around the woman only
 ONE_PERSON = EVAL / "human_seg_300" / "images" / "118.jpg"
 LARGE = EVAL / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"  # 1920x1080
@@ -63,9 +61,7 @@ def empty_photo(work: Path) -> Path:
         s = min(gt.shape) // 2
         if s < 180 or gt[:s, :s].max() > 0:
             continue
-        img = np.asarray(
-            Image.open(EVAL / "human_seg_300" / "images" / f"{mask_path.stem}.jpg").convert("RGB")
-        )
+        img = np.asarray(Image.open(EVAL / "human_seg_300" / "images" / f"{mask_path.stem}.jpg").convert("RGB"))
         crop = np.ascontiguousarray(img[:s, :s])
         if not segment(crop, settings).found_person:
             out = work / "nobody.png"
@@ -132,6 +128,7 @@ def cases(nobody: Path) -> list[dict]:
         {"id": "nobody_layers", "image": str(nobody), "proc": LAYERS},
         {"id": "no_models", "image": str(ONE_PERSON), "proc": SELECT, "prep": ["bad_models"]},
     ]
+    c.append({"id": "cancel", "image": str(LARGE), "proc": SELECT, "kill_after_ms": 300, "retry": True})
     for mode, prep in MODES.items():
         c.append({"id": f"mode_{mode}", "image": str(ONE_PERSON), "proc": SELECT, "prep": prep})
     for mode in ("gray", "indexed", "float_linear"):
@@ -239,7 +236,8 @@ def test_selection_modes(case: Case) -> None:
 @cases_param("inside")
 def test_only_persons_inside_selection(case: Case) -> None:
     assert case.report["status"] == "success", case.report["message"]
-    expected = persons_overlapping(case.core.person_mask, case.selection_before)
+    multi = segment(case.source, build_settings(DEFAULTS).replace(multi_person=True))
+    expected = persons_overlapping(multi.person_mask, case.selection_before, multi.instance_map)
     assert iou(case.selection, expected) >= 0.99
     everyone = case.core.person_mask >= 128
     # the other person (at the left edge) is in the core's mask but not in the selection
@@ -351,6 +349,33 @@ def test_missing_models(case: Case) -> None:
     assert_untouched(case) and r["selection_empty"]
 
 
+@cases_param("cancel")
+def test_cancel_leaves_the_image_untouched(case: Case) -> None:
+    """GIMP kills the plug-in when the user cancels: nothing half-done, and the next call works."""
+    r = case.report
+    assert r["killed_pid"] and r["status"] != "success"
+    assert_untouched(case) and r["selection_empty"]
+    assert r["retry_status"] == "success" and not r["selection_empty_after_retry"]
+    assert r["tree_after_retry"] == r["tree_before"]
+
+
+def test_dialog_in_a_virtual_display(gimp_run) -> None:
+    """Interactive Select Body Parts: the procedure dialog opens (with the 24 part tick boxes),
+    OK runs it with the dialog's values, and the selection appears."""
+    inst, _ = gimp_run
+    case = {"id": "dialog", "image": str(ONE_PERSON), "proc": PARTS, "interactive": "Body Parts"}
+    with harness.VirtualDisplay(inst) as display:
+        proc, _ = inst.batch({"out": str(inst.work / "out-dialog"), "empty_models": "", "cases": [case]},
+                             timeout=600, DISPLAY=display)  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    c = Case(inst.work / "out-dialog" / "dialog")
+    assert c.report["dialog_seen_after_s"] is not None, "no dialog window appeared"
+    assert (c.dir / "dialog.png").is_file()
+    assert c.report["status"] == "success", c.report["message"]
+    assert iou(c.selection, c.core.person_mask) >= 0.99  # group "person", the default
+
+
 def test_no_undo_groups_left_open(gimp_run) -> None:
     _, log = gimp_run
     assert "undo" not in log.lower() or "inconsistent" not in log.lower()
@@ -367,11 +392,7 @@ def test_installer_check_and_uninstall(gimp_run) -> None:
     keep.write_text("# not ours\n")
     gone = inst.installer("--uninstall")
     assert gone.returncode == 0, gone.stdout + gone.stderr
-    assert (
-        not inst.plugin_dir.exists()
-        and not (inst.data / "venv").exists()
-        and not (inst.data / "models").exists()
-    )
+    assert not inst.plugin_dir.exists() and not (inst.data / "venv").exists() and not (inst.data / "models").exists()
     assert keep.is_file() and (inst.profile / "interpreters" / "pin-python.interp").is_file()
     after = inst.installer("--check")
     assert after.returncode == 1 and "MISSING" in after.stdout

@@ -14,13 +14,10 @@ from bodypix_gimp import PART_NAMES, load_image, segment
 from bodypix_gimp.render import RAINBOW_PART_COLORS
 from bodypix_gimp.worker import build_settings, part_label, persons_overlapping
 
-DEFAULTS = {
-    "quality": "fast",
-    "refine": True,
-    "fingers": True,
-    "threshold": 0.7,
-    "internal_resolution": "medium",
-}
+# Protocol tests run BodyPix alone (refinement and fingers are the core's business and tested
+# there); the plug-in's defaults (both on) are exercised in the first test and in real GIMP.
+DEFAULTS = {"quality": "fast", "refine": False, "fingers": False, "threshold": 0.7, "internal_resolution": "medium"}
+PLUGIN_DEFAULTS = {**DEFAULTS, "refine": True, "fingers": True}
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +51,12 @@ def item(tmp: Path, it: dict) -> np.ndarray:
     return a.reshape(h, w) if it["channels"] == 1 else a.reshape(h, w, it["channels"])
 
 
-def test_select_person_equals_core_and_reports_progress(tmp_path, two_people, core, models_dir) -> None:
+def test_select_person_equals_core_and_reports_progress(tmp_path, two_people, models_dir) -> None:
     h, w = two_people.shape[:2]
-    code, lines = call(tmp_path, {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3},
-                       two_people.tobytes(), models=models_dir)  # fmt: skip
+    core = segment(two_people, build_settings(PLUGIN_DEFAULTS))
+    assert build_settings(PLUGIN_DEFAULTS).refine != "none" and build_settings(PLUGIN_DEFAULTS).fingers
+    code, lines = call(tmp_path, {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3,
+                                  "options": PLUGIN_DEFAULTS}, two_people.tobytes(), models=models_dir)  # fmt: skip
     assert code == 0, lines
     fractions = [m["progress"] for m in lines if "progress" in m]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -86,10 +85,24 @@ def test_only_persons_overlapping_the_selection(tmp_path, two_people, core, mode
     code, lines = call(tmp_path, hdr, two_people.tobytes(), sel.tobytes(), models=models_dir)
     assert code == 0, lines
     got = item(tmp_path, lines[-1]["result"]["items"][0])
-    assert np.array_equal(got, persons_overlapping(core.person_mask, sel))
+    multi = segment(two_people, build_settings(DEFAULTS).replace(multi_person=True))
+    assert np.array_equal(got, persons_overlapping(multi.person_mask, sel, multi.instance_map))
     assert (core.person_mask[:, :100] >= 128).sum() > 2000  # the other person is there ...
     assert not got[:, :100].any()  # ... and not selected
     assert (got >= 128).sum() > 0.7 * (core.person_mask[:, 200:] >= 128).sum()
+
+
+def test_instances_keep_touching_people_apart() -> None:
+    """Two people whose masks touch: the instance map splits them, components alone cannot."""
+    mask = np.zeros((40, 60), np.uint8)
+    mask[5:35, 5:55] = 255  # one blob ...
+    instances = np.zeros_like(mask)
+    instances[5:35, 5:30], instances[5:35, 30:55] = 1, 2  # ... that is two people
+    sel = np.zeros_like(mask)
+    sel[10:20, 8:12] = 255
+    assert (persons_overlapping(mask, sel) == 255).sum() == 30 * 50
+    got = persons_overlapping(mask, sel, instances)
+    assert (got[5:35, 5:30] == 255).all() and not got[:, 30:].any()
 
 
 def test_parts_to_layers_items(tmp_path, two_people, core, models_dir) -> None:

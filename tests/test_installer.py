@@ -115,6 +115,13 @@ def args_for(tmp: Path, **kw) -> argparse.Namespace:
     )
 
 
+def fake_env(layout) -> None:
+    """Stand-in for the venv step (tested for real in the slow test): this test run's Python."""
+    layout.python.parent.mkdir(parents=True)
+    layout.python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    layout.python.chmod(0o755)
+
+
 def test_layout_flatpak_detected_from_plugin_dir(tmp_path: Path) -> None:
     d = tmp_path / ".var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins"
     layout = install.Layout(install.parse_args(["--plugin-dir", str(d)]), platform="linux", env={}, home="/x")
@@ -123,6 +130,7 @@ def test_layout_flatpak_detected_from_plugin_dir(tmp_path: Path) -> None:
 
 def test_plugin_and_models_install_then_uninstall_exactly(tmp_path: Path, models_dir: Path) -> None:
     layout = install.Layout(args_for(tmp_path))
+    fake_env(layout)
     (tmp_path / "plug-ins" / "other").mkdir(parents=True)
     foreign = tmp_path / "plug-ins" / "other" / "other.py"
     foreign.write_text("# someone else's plug-in\n")
@@ -153,13 +161,14 @@ def test_plugin_and_models_install_then_uninstall_exactly(tmp_path: Path, models
     assert install.uninstall(layout) == 0
     assert not layout.plugin_dir.exists() and not layout.models.exists()
     assert foreign.is_file() and (layout.data / "user-notes.txt").is_file()
+    assert layout.python.is_file()  # the stand-in environment was not made by the installer
     assert (tmp_path / "plug-ins").is_dir()  # it held someone else's plug-in
 
 
 def test_models_from_a_folder_without_bodypix_is_refused(tmp_path: Path) -> None:
     layout = install.Layout(args_for(tmp_path))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(install.InstallError, match="no BodyPix ONNX files"):
+    with pytest.raises(install.InstallError, match="no BodyPix models in"):
         install.install_models(layout, install.load_record(layout), str(tmp_path / "empty"))
 
 

@@ -69,6 +69,13 @@ def check_partition(res) -> None:
     assert total + res.info["instances"]["unassigned_pixels"] == int(person.sum())
 
 
+def test_one_person_is_one_instance_holding_the_whole_mask(astronaut, jim):
+    for photo in (astronaut, jim):
+        res = segment(photo, Settings(multi_person=True))
+        check_partition(res)
+        assert len(res.persons) == 1 and res.persons[0].pixels == int((res.person_mask > 0).sum())
+
+
 def test_two_people_side_by_side_are_two_instances():
     photo, gt = compose(["131", "137"])
     res = segment(photo, Settings(multi_person=True))
@@ -149,6 +156,23 @@ def test_min_pose_score_lets_weaker_poses_claim_their_people():
         Settings(min_pose_score=1.5)
 
 
+def test_big_photo_assigned_on_a_sample_grid_agrees_with_per_pixel():
+    from bodypix_gimp import instances
+
+    small = load(HS / "images" / "280.jpg")
+    big = np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)  # 1.0005 MP working pixels
+    assert big.shape[0] * big.shape[1] > instances.ASSIGN_PIXELS
+    # Same network input size (369 x 657) for both, so the same people.
+    res_big = segment(big, Settings(multi_person=True, internal_resolution="medium"))
+    res_small = segment(small, Settings(multi_person=True, internal_resolution="full"))
+    assert res_big.info.get("capped_to") is None
+    check_partition(res_big)
+    assert len(res_big.persons) == len(res_small.persons) >= 2
+    down = res_big.instance_map[::2, ::2]
+    both = (down > 0) & (res_small.instance_map > 0)
+    assert (down[both] == res_small.instance_map[both]).mean() >= 0.97
+
+
 def test_without_multi_person_nothing_is_split():
     res = segment(load(HS / "images" / "280.jpg"), Settings())
     assert res.persons == [] and res.instance_map is None and "persons" not in res.summary()
@@ -216,3 +240,22 @@ def test_persons_match_the_reference(model):
             our_parts[our_parts == 255] = -1
             both = mine & theirs
             assert (our_parts[both] == ref_parts[both]).mean() >= 0.99, f"{name} person {p.index}: parts"
+
+
+def test_select_person_takes_the_people_a_selection_touches():
+    from bodypix_gimp.instances import persons_overlapping
+
+    res = segment(load(HS / "images" / "280.jpg"), Settings(multi_person=True))
+    assert len(res.persons) == 3
+    middle = res.persons[1]
+    nose = middle.pose.keypoints[0]
+    sel = np.zeros(res.person_mask.shape, np.uint8)
+    sel[int(nose.y) - 5:int(nose.y) + 5, int(nose.x) - 5:int(nose.x) + 5] = 255  # a click on the face
+    mask, ids = persons_overlapping(res.instance_map, res.person_mask, sel)
+    assert ids == [2] and np.array_equal(mask, middle.mask)
+    sel[:] = 0
+    sel[:, : res.persons[1].bbox[0] + 30] = 255  # a band over the left person and the edge of the middle one
+    mask, ids = persons_overlapping(res.instance_map, res.person_mask, sel)
+    assert ids == [1, 2] and np.array_equal(mask, np.maximum(res.persons[0].mask, middle.mask))
+    mask, ids = persons_overlapping(res.instance_map, res.person_mask, None)
+    assert ids == [1, 2, 3] and np.array_equal(mask > 0, res.instance_map > 0)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from bodypix_gimp import Settings, decode, poses, segment
 from bodypix_gimp.pipeline import get_model
+from bodypix_gimp.result import POSE_CHAIN
 from conftest import EVAL, load
 
 HS = EVAL / "human_seg_300"
@@ -117,3 +118,17 @@ def test_photo_without_people_has_no_confident_pose():
     res = segment(wall, Settings(multi_person=True))
     assert all(p.score < 0.4 for p in res.poses)
     assert res.persons == [] and not (res.instance_map > 0).any()
+
+
+def test_skeleton_follows_the_pose_chain_on_each_person():
+    res = segment(load(HS / "images" / "280.jpg"), Settings(multi_person=True))
+    assert res.persons
+    for p in res.persons:
+        bones = poses.skeleton(p.pose, min_score=0.3)
+        confident = {k.part for k in p.pose.keypoints if k.score > 0.3}
+        assert len(bones) == sum(a in confident and b in confident for a, b in POSE_CHAIN) >= 4
+        near = cv2.dilate(p.mask, np.ones((25, 25), np.uint8)) > 0
+        ends = [pt for bone in bones for pt in bone]
+        on = [near[min(max(round(y), 0), near.shape[0] - 1), min(max(round(x), 0), near.shape[1] - 1)]
+              for x, y in ends]
+        assert np.mean(on) >= 0.9, p.index

@@ -3,7 +3,7 @@
 For each model and photo size (real photos resized to 0.25, 2, 12 MP; 24 MP for memory) one
 fresh subprocess loads the photo, runs ``segment`` once to warm up and then ``--repeat``
 times, and reports the median wall time, the per-stage timings and the RSS high-water mark
-(``resource.getrusage``; a fresh process per case keeps one case's peak from hiding another's).
+(``VmHWM``, else ``getrusage``; a fresh process per case keeps one case's peak from hiding another's).
 
 The same photos go through the reference, TF.js body-pix 2.2.1 ``segmentPerson`` on its wasm
 backend (``tests/reference``, needs a source checkout plus Node and npm), with the same
@@ -54,7 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-sizes", default=",".join(map(str, DEFAULT_MEMORY_SIZES)), metavar="MP,...",
                    help="sizes measured without the TF.js reference ('' for none; default: %(default)s)")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per case, median reported (default: 3)")
-    p.add_argument("--no-reference", action="store_true", help="skip the TF.js wasm comparison")
+    p.add_argument("--no-reference", action="store_true", help="skip the TF.js comparison")
+    p.add_argument("--reference-backend", choices=("wasm", "cpu"), default="wasm",
+                   help="TF.js backend to compare with: wasm (SIMD, the fast one; default) or cpu (pure JS, slow)")
     p.add_argument("--quick", action="store_true",
                    help="one small case (first model, 0.25 MP, 1 run, no memory-only sizes): a smoke test for CI")
     add_settings_arguments(p)
@@ -108,13 +110,25 @@ def bench_models(args: argparse.Namespace, settings: Any) -> list[str]:
 
 
 def peak_rss_mb() -> float | None:
-    """RSS high-water mark of this process in MiB (None where ``resource`` is missing, e.g. Windows)."""
+    """RSS high-water mark of this process in MiB (None where it cannot be read, e.g. Windows).
+
+    Linux: ``VmHWM`` from /proc, which belongs to this program's own memory map.  Not
+    ``ru_maxrss``: Linux keeps that across fork+exec, so a child would report its parent's
+    peak (the bench parent holds the 24 MP photos) whenever that is the larger one.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -177,20 +191,21 @@ def load_reference_driver() -> Any:
     return module
 
 
-def reference_times(photos: list[Path], model: str, settings: Any, models: str | None,
-                    repeat: int) -> tuple[list[dict[str, Any]], str | None]:
-    """TF.js wasm segmentPerson medians per photo (one Node process), or ([], why not)."""
+def reference_times(photos: list[Path], model: str, settings: Any, models: str | None, repeat: int,
+                    backend: str = "wasm") -> tuple[list[dict[str, Any]], str | None]:
+    """TF.js segmentPerson medians per photo (one Node process), or ([], why not)."""
     try:
         tfjs = load_reference_driver()
         images = [np.load(p) for p in photos]
-        results = tfjs.run(images, model, tfjs.bodypix_config(settings), backend="wasm", parts=False,
+        results = tfjs.run(images, model, tfjs.bodypix_config(settings), backend=backend, parts=False,
                            warmup=1, repeat=repeat, models=models, use_cache=False)
     except Exception as e:  # the comparison is optional; say why it is missing
         return [], f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
     out = []
     for r in results:
-        out.append({"ms": r.timings_ms.get("segmentPerson"), "all_ms": r.record.get("segmentPerson_all_ms"),
-                    "load_ms": r.record.get("load_ms"), "wasm": r.record.get("wasm")})
+        out.append({"backend": backend, "ms": r.timings_ms.get("segmentPerson"),
+                    "all_ms": r.record.get("segmentPerson_all_ms"), "load_ms": r.record.get("load_ms"),
+                    "wasm": r.record.get("wasm")})
     return out, None
 
 
@@ -236,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
             ref: list[dict[str, Any]] = []
             ref_error = "skipped (--no-reference)" if args.no_reference else None
             if not args.no_reference and sizes:
-                ref, ref_error = reference_times([photos[s] for s in sizes], model, m_raw, runtime.models, repeat)
+                ref, ref_error = reference_times([photos[s] for s in sizes], model, m_raw, runtime.models, repeat,
+                                                 args.reference_backend)
             for mp in sizes + [m for m in memory_sizes if m not in sizes]:
                 shape = np.load(photos[mp], mmap_mode="r").shape
                 row: dict[str, Any] = {"model": model, "megapixels": mp, "width": shape[1], "height": shape[0],
@@ -246,23 +262,24 @@ def run(args: argparse.Namespace) -> int:
                 if extra_stages:
                     row["full"] = run_case(photos[mp], m_full, runtime, repeat)
                 if mp in sizes and ref:
-                    row["tfjs_wasm"] = ref[sizes.index(mp)]
-                    ours, theirs = row["raw"].get("ms"), row["tfjs_wasm"].get("ms")
+                    row["tfjs"] = ref[sizes.index(mp)]
+                    ours, theirs = row["raw"].get("ms"), row["tfjs"].get("ms")
                     row["speedup"] = theirs / ours if ours and theirs else None
                 elif mp in sizes:
-                    row["tfjs_wasm"] = {"error": ref_error}
+                    row["tfjs"] = {"backend": args.reference_backend, "error": ref_error}
                 rows.append(row)
     report = {
         "settings": settings.to_dict(),
         "raw_settings_for_ratio": raw.to_dict(),
         "photo": str(photo_path),
         "repeat": repeat,
+        "reference_backend": None if args.no_reference else args.reference_backend,
         "targets": {"speedup_vs_tfjs_wasm": TARGET_SPEEDUP, "peak_rss_mb_24mp": TARGET_PEAK_MB_24MP},
         "machine": machine_info(),
         "command": "bodypix-gimp " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("bodypix-gimp") else None,
         "rows": rows,
     }
-    table = markdown_table(rows, extra_stages)
+    table = markdown_table(rows, extra_stages, args.reference_backend)
     (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
     (out_dir / "bench.md").write_text(markdown_report(report, table))
     print(table)
@@ -275,19 +292,21 @@ def machine_info() -> dict[str, Any]:
 
     from .models import choose_providers
 
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None  # other work on the machine skews timings
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "onnxruntime": ort.__version__, "providers": choose_providers()}
+            "onnxruntime": ort.__version__, "providers": choose_providers(),
+            "load_average_1_5_15": [round(x, 2) for x in load] if load else None}
 
 
 def _fmt(x: float | None, spec: str = ".0f") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def markdown_table(rows: list[dict[str, Any]], extra_stages: bool) -> str:
+def markdown_table(rows: list[dict[str, Any]], extra_stages: bool, backend: str = "wasm") -> str:
     head = ["model", "photo", "input", "ours ms", "stages ms", "peak RSS MB"]
     if extra_stages:
         head += ["full ms", "full stages ms", "full peak MB"]
-    head += ["TF.js wasm ms", "speedup"]
+    head += [f"TF.js {backend} ms", "speedup"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         raw = r["raw"]
@@ -301,7 +320,7 @@ def markdown_table(rows: list[dict[str, Any]], extra_stages: bool) -> str:
             full = r.get("full", {})
             cells += ([full.get("error", ""), "", ""] if "error" in full else
                       [_fmt(full.get("ms")), stage_text(full), _fmt(full.get("peak_rss_mb"))])
-        ref = r.get("tfjs_wasm")
+        ref = r.get("tfjs")
         if r["memory_only"] or ref is None:
             cells += ["(memory only)" if r["memory_only"] else "-", "-"]
         elif "error" in ref:
@@ -323,21 +342,23 @@ def markdown_report(report: dict[str, Any], table: str) -> str:
     lines = [
         "# bodypix-gimp benchmark", "",
         f"Machine: {m['platform']}, {m['cpus']} CPUs, Python {m['python']}, onnxruntime {m['onnxruntime']} "
-        f"({', '.join(m['providers'])}).",
+        f"({', '.join(m['providers'])}); load average at the end {m['load_average_1_5_15']} "
+        "(well above the CPU count means other work skewed the timings).",
         f"Photo: `{report['photo']}` resized (Lanczos) to each size. Median of {report['repeat']} runs after "
         "one warm-up run; each case in a fresh process, peak = RSS high-water mark of that process "
         "(interpreter, libraries, model, photo and pipeline).",
         "'ours' = `segment()` with refinement and fingers off, the same work as TF.js `segmentPerson` "
         "(decode to a full-resolution mask included, photo decoding excluded on both sides); "
         "'full' = the settings as given, when they add stages.",
-        "TF.js = @tensorflow-models/body-pix 2.2.1 + tfjs 4.22 wasm backend under Node, same pixels, "
+        f"TF.js = @tensorflow-models/body-pix 2.2.1 + tfjs 4.22 {report['reference_backend']} backend under "
+        "Node (wasm: SIMD, single thread), same pixels, "
         "same body-pix settings. Note: our pipeline caps the network input at "
         f"{report['settings']['max_input_pixels']} pixels (see the input column), TF.js does not.", "",
         table, "",
     ]
     if timed:
         worst = min(timed, key=lambda r: r["speedup"])
-        lines.append(f"Speed-up vs TF.js wasm: {min(r['speedup'] for r in timed):.1f}x to "
+        lines.append(f"Speed-up vs TF.js {report['reference_backend']}: {min(r['speedup'] for r in timed):.1f}x to "
                      f"{max(r['speedup'] for r in timed):.1f}x (target >= {TARGET_SPEEDUP:g}x; lowest: "
                      f"{worst['model']} at {worst['megapixels']:g} MP).")
     for r in big:

@@ -46,6 +46,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--models", metavar="DIR", help="models folder (default: $BODYPIX_MODELS, then the installed one)"
     )
+    p.add_argument(
+        "--refine-timing",
+        action="store_true",
+        help="instead of scoring: time each edge method on the first photo resized to 2 and 12 MP",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="timing repeats per method and size (default 3)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
@@ -53,12 +59,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def configs_from_args(args: argparse.Namespace):  # noqa: ANN201 - list[Config]
     from .evaluate.harness import builtin_configs, parse_config
     from .refine.edges import METHODS
-    from .settings import ConfigError
+    from .settings import ConfigError, default_settings
 
     configs = builtin_configs()
     if args.methods:
+        default_refine = default_settings().refine
         for m in METHODS:
-            configs.append(parse_config(f"refine-{m}=refine={m}"))
+            if m != default_refine:  # that one is `default` already
+                configs.append(parse_config(f"refine-{m}=refine={m}"))
+        configs.append(parse_config("refine-none=refine=none"))
     configs += [parse_config(c) for c in args.config]
     if args.only:
         names = {c.name for c in configs}
@@ -89,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     configs = configs_from_args(args)
     sets = [ds_mod.open_dataset(d, args.limit) for d in args.datasets]
     runtime = RuntimeOptions(models=args.models)
+    if args.refine_timing:
+        return _timing(args, sets, runtime)
 
     def tick(ds, name):  # noqa: ANN001
         if not args.quiet:
@@ -108,4 +119,22 @@ def run(args: argparse.Namespace) -> int:
             print(report.text_table(r))
             print()
     print(f"Wrote {paths['json']}, {paths['markdown']} and overlays in {paths['overlays']}/")
+    return 0
+
+
+def _timing(args: argparse.Namespace, sets: list, runtime) -> int:  # noqa: ANN001
+    import json
+
+    from .evaluate.timing import refine_timings, timing_table
+    from .imageio import atomic_write, load_image
+    from .refine.edges import METHODS
+
+    rgb = load_image(sets[0].images[0])
+    rows = refine_timings(rgb, list(METHODS), repeats=max(1, args.repeats), runtime=runtime)
+    print(f"Refinement time on {sets[0].images[0]} resized (BodyPix itself not included):")
+    print(timing_table(rows))
+    out = Path(args.out) / "refine_timing.json"
+    text = json.dumps({"photo": str(sets[0].images[0]), "rows": rows}, indent=1)
+    atomic_write(out, lambda tmp: tmp.write_text(text))
+    print(f"Wrote {out}")
     return 0

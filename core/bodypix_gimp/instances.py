@@ -52,11 +52,6 @@ MAX_THREADS = 4
 ASSIGN_PIXELS = 1_000_000  # working pixels assigned one by one; above, a coarser grid of samples
 
 
-def _js_round(v: np.ndarray) -> np.ndarray:
-    """JavaScript ``Math.round`` (halves towards +infinity); NaN stays NaN."""
-    return np.floor(v + 0.5)
-
-
 def embeddings(ys: np.ndarray, xs: np.ndarray, long_offsets: np.ndarray, geo: Geometry, refine_steps: int,
                keypoints: Sequence[int] = range(NUM_KEYPOINTS_FOR_MATCHING)) -> tuple[np.ndarray, np.ndarray]:
     """body-pix ``getEmbedding`` for pixels (ys, xs) of the working image -> y and x, (K, N) float64 each.
@@ -84,7 +79,8 @@ def embeddings(ys: np.ndarray, xs: np.ndarray, long_offsets: np.ndarray, geo: Ge
     pad_t, pad_l = float(geo.pad_top), float(geo.pad_left)
 
     def grid(v: np.ndarray, pad: float, scale: float, out: np.ndarray) -> np.ndarray:
-        # convertToPositionInOuput along one axis, in body-pix's order so halves round alike.
+        # convertToPositionInOuput along one axis, in body-pix's order so halves round alike;
+        # floor(v + 0.5) is JavaScript's Math.round (NaN stays NaN).
         np.add(v, pad, out=out)
         out += 1.0
         out *= scale
@@ -271,3 +267,19 @@ def build_persons(out: BodyPixOutput, raws: list[RawPose], person_mask: np.ndarr
                       instance_map=instance_map, person_mask=person_mask, all_parts=part_map)
                for new, i in enumerate(order, start=1)]
     return persons, instance_map, info
+
+
+def persons_overlapping(instance_map: np.ndarray, person_mask: np.ndarray,
+                        selection: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
+    """Mask (uint8 HxW, the final person mask's values) of the people a selection touches, and their indices.
+
+    What "Select Person" in a group photo does: with a selection (any pixel >= 128 counts),
+    every person with a pixel inside it; without one (None or empty), everybody.
+    """
+    inside = None if selection is None else selection >= 128
+    if inside is None or not inside.any():
+        ids = [int(v) for v in np.unique(instance_map) if v > 0]
+    else:
+        ids = [int(v) for v in np.unique(instance_map[inside]) if v > 0]
+    chosen = np.isin(instance_map, ids) if ids else np.zeros(instance_map.shape, bool)
+    return np.where(chosen, person_mask, np.uint8(0)).astype(np.uint8), ids

@@ -215,3 +215,14 @@ def multi_poses(out: BodyPixOutput, max_detections: int = 10, score_threshold: f
     """body-pix ``segmentPerson``'s ``allPoses``: every decoded pose, in photo pixels, detection order."""
     raws = decode_raw(out, max_detections, score_threshold, nms_radius)
     return [to_photo(r, out.geometry) for r in raws]
+
+
+def skeleton(pose: Pose, min_score: float = 0.3) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """The body-pix skeleton of a pose: one ((x0, y0), (x1, y1)) segment per ``POSE_CHAIN`` edge
+    whose two keypoints both score above ``min_score`` (what "Pose to Path" draws).
+
+    ``POSE_CHAIN`` is body-pix's tree of 16 adjacent-keypoint edges, the one the decoder walks.
+    """
+    kp = {k.part: k for k in pose.keypoints}
+    return [((kp[a].x, kp[a].y), (kp[b].x, kp[b].y)) for a, b in POSE_CHAIN
+            if kp[a].score > min_score and kp[b].score > min_score]

@@ -177,21 +177,33 @@ def intersect(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tup
     return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
 
 
-def persons_overlapping(person_mask: np.ndarray, selection: np.ndarray) -> np.ndarray:
+def persons_overlapping(
+    person_mask: np.ndarray, selection: np.ndarray, instance_map: np.ndarray | None = None
+) -> np.ndarray:
     """Keep only the people that touch the selection (a box around one person in a group).
 
-    People are the 8-connected components of the hard person mask; issue 6 may swap this
-    for BodyPix's instance masks.  Soft mask values are kept inside the chosen people.
+    A pixel is kept when its 8-connected component of the hard mask touches the selection
+    and, with body-pix's person instances (``instance_map`` from ``multi_person``), its
+    person does too (or no person claimed it): components keep apart people who stand
+    apart, instances split people who touch.  Soft mask values are kept inside the chosen
+    people.
     """
     import cv2
 
     hard = (person_mask >= 128).astype(np.uint8)
     count, labels = cv2.connectedComponents(hard, connectivity=8)
-    hit = np.unique(labels[(selection >= 128) & (hard > 0)])
+    inside = (selection >= 128) & (hard > 0)
+    hit = np.unique(labels[inside])
     keep = np.isin(labels, hit[hit > 0])
-    # soft edges just outside a kept component belong to it: grow the kept area by the
+    if instance_map is not None and instance_map.any():
+        people = np.unique(instance_map[inside])
+        # both must agree: a component the selection touches, and (within it) a touched
+        # person; body-pix can miss a pose (someone cut by the frame) and hand their pixels
+        # to a neighbour's instance, which the component test then removes again
+        keep = keep & (np.isin(instance_map, people[people > 0]) | (instance_map == 0))
+    # soft edges just outside a kept person belong to it: grow the kept area by the
     # soft fringe (pixels 1..127 adjacent to kept people)
-    if person_mask.max() < 255 or ((person_mask > 0) & (person_mask < 128)).any():
+    if ((person_mask > 0) & (person_mask < 128)).any():
         grown = cv2.dilate(keep.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=3) > 0
         keep = keep | (grown & (person_mask > 0) & ~hard.astype(bool))
     return np.where(keep, person_mask, np.uint8(0))
@@ -245,6 +257,8 @@ def run(
     from .result import PART_GROUPS, PART_NAMES, part_ids
 
     settings = build_settings(req.options)
+    if selection is not None:  # "only persons inside the selection" needs to tell people apart
+        settings = settings.replace(multi_person=True)
     if req.op == "select-parts":
         try:
             ids = part_ids(req.parts or ["person"])
@@ -270,7 +284,7 @@ def run(
     if req.op in ("select-person", "person-mask"):
         mask = res.person_mask
         if selection is not None:
-            mask = persons_overlapping(mask, selection)
+            mask = persons_overlapping(mask, selection, res.instance_map)
             if not (mask >= 128).any():
                 raise WorkerError("No person overlaps the selection. Nothing was changed.", "empty")
         out.add("person", mask, local)
@@ -280,7 +294,8 @@ def run(
         else:
             mask = np.where(np.isin(res.part_map, ids), np.uint8(255), np.uint8(0))
         if selection is not None:
-            mask = np.where(persons_overlapping(res.person_mask, selection) >= 128, mask, np.uint8(0))
+            chosen = persons_overlapping(res.person_mask, selection, res.instance_map)
+            mask = np.where(chosen >= 128, mask, np.uint8(0))
         if not (mask >= 128).any():
             names = ", ".join(req.parts or ["person"])
             raise WorkerError(f"None of these parts was found: {names}. Nothing was changed.", "empty")

@@ -29,6 +29,7 @@ from worker_client import BodyPixError, Worker, load_config  # noqa: E402
 PLUG_IN_BINARY = "bodypix"
 TIMING_ENV = "BODYPIX_GIMP_TIMING"  # set: print where a call's time went (benchmark)
 TIMES = {}
+RUN_MODE = [Gimp.RunMode.NONINTERACTIVE]  # of the current call
 
 
 def stamp(name):
@@ -86,8 +87,10 @@ DOCS = {
     ),
     SELECT_PARTS: (
         "Select body parts (face, hands, arms, legs, feet, torso or any of 24 parts)",
-        "Runs BodyPix 2.0 and selects the chosen body-part group, or with group 'custom' the parts named in "
-        "'Parts' (comma separated, e.g. 'left_hand,right_hand'). Part names: " + ", ".join(PART_NAMES) + ".",
+        "Runs BodyPix 2.0 and selects the chosen body-part group, or with group 'custom' the parts ticked in "
+        "the dialog and those named in 'Parts' (comma separated, e.g. 'left_hand,right_hand'). Part names: "
+        + ", ".join(PART_NAMES)
+        + ".",
         "<Image>/Select",
         "_Body Parts (BodyPix)...",
     ),
@@ -262,27 +265,36 @@ def apply_selection(image, worker, item, operation):
 
 def do_select_person(procedure, image, layer, config):
     inside = config.get_property("inside-selection")
-    result, worker = compute(
-        image, layer, config, "select-person", canvas(image), with_selection=inside, soft=True
-    )
+    result, worker = compute(image, layer, config, "select-person", canvas(image), with_selection=inside, soft=True)
     with worker, undo_group(image):
         apply_selection(image, worker, result["items"][0], config.get_property("operation"))
 
 
-def do_select_parts(procedure, image, layer, config):
+def part_aux_name(part):
+    """``left_hand`` -> ``part-left-hand``: the dialog's tick box for one part."""
+    return "part-" + part.replace("_", "-")
+
+
+def chosen_parts(config):
+    """The parts Select Body Parts works on: a group, or for 'custom' the ticked parts
+    (dialog) and the names in 'Parts' (scripts)."""
     group = config.get_property("group")
-    if group == "custom":
-        parts = [p.strip().replace(" ", "_") for p in config.get_property("parts").split(",") if p.strip()]
-        if not parts:
-            raise BodyPixError(
-                "Group 'custom' needs part names in 'Parts', e.g. left_hand,right_hand.", "config"
-            )
-    else:
-        parts = [group]
+    if group != "custom":
+        return [group]
+    # tick boxes are dialog state: a script (non-interactive) names its parts in 'Parts'
+    interactive = RUN_MODE[0] != Gimp.RunMode.NONINTERACTIVE
+    ticked = [n for n in PART_NAMES if interactive and config.get_property(part_aux_name(n))]
+    typed = [p.strip().replace(" ", "_") for p in config.get_property("parts").split(",") if p.strip()]
+    parts = list(dict.fromkeys(ticked + typed))
+    if not parts:
+        raise BodyPixError("Group 'custom': tick some parts or name them in 'Parts', e.g. left_hand.", "config")
+    return parts
+
+
+def do_select_parts(procedure, image, layer, config):
+    parts = chosen_parts(config)
     inside = config.get_property("inside-selection")
-    result, worker = compute(
-        image, layer, config, "select-parts", canvas(image), parts=parts, with_selection=inside
-    )
+    result, worker = compute(image, layer, config, "select-parts", canvas(image), parts=parts, with_selection=inside)
     with worker, undo_group(image):
         apply_selection(image, worker, result["items"][0], config.get_property("operation"))
 
@@ -294,6 +306,7 @@ def do_parts_to_layers(procedure, image, layer, config):
         group = Gimp.GroupLayer.new(image, "Body parts: " + layer.get_name())
         image.insert_layer(group, layer.get_parent(), image.get_item_position(layer))
         position = 0
+        n_channels = 0  # new channels go on top in part order (left face first)
         for item in result["items"]:
             data = worker.read_item(item)
             if item["kind"] == "part-map":
@@ -312,21 +325,18 @@ def do_parts_to_layers(procedure, image, layer, config):
                     (0, 0) + tuple(item["rect"][2:]),
                     pixels.RGBA,
                 )
-                ch = pixels.new_channel(image, item["name"], item["color"])
+                ch = pixels.new_channel(image, item["name"], item["color"], position=n_channels)
+                n_channels += 1
                 pixels.write_mask(ch, data, item["rect"])
             elif item["kind"] == "person":
-                ch = pixels.new_channel(image, "person", (255, 255, 255))
+                ch = pixels.new_channel(image, "person", (255, 255, 255), position=n_channels)
                 pixels.write_mask(ch, data, item["rect"])
         image.set_selected_layers(selected)
 
 
 def do_person_to_mask(procedure, image, layer, config):
     if layer.get_mask() is not None:
-        raise BodyPixError(
-            f"'{layer.get_name()}' already has a layer mask; apply or delete it first.", "input"
-        )
-    if layer.is_group_layer():
-        pass  # group layers take masks too
+        raise BodyPixError(f"'{layer.get_name()}' already has a layer mask; apply or delete it first.", "input")
     result, worker = compute(image, layer, config, "person-mask", pixels.rect_of(layer), soft=True)
     with worker, undo_group(image):
         if not layer.has_alpha() and not layer.is_group_layer():
@@ -366,7 +376,18 @@ def show_dialog(procedure, config):
 
     GimpUi.init(PLUG_IN_BINARY)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, procedure.get_menu_label().replace("_", ""))
-    dialog.fill(None)
+    try:
+        if procedure.get_name() != SELECT_PARTS:
+            raise LookupError
+        # the 24 tick boxes in a flow box under the group choice, not one long column
+        flow = dialog.fill_flowbox("parts-box", [part_aux_name(n) for n in PART_NAMES])
+        flow.set_min_children_per_line(3)
+        dialog.fill_frame("parts-frame", None, False, "parts-box")
+        rest = [a.get_name() for a in procedure.get_arguments()]
+        rest = [a for a in rest if a not in ("run-mode", "image", "drawables", "group")]
+        dialog.fill(["group", "parts-frame"] + rest)
+    except (LookupError, TypeError, AttributeError):
+        dialog.fill(None)  # every argument, one per row
     ok = dialog.run()
     dialog.destroy()
     return ok
@@ -375,6 +396,7 @@ def show_dialog(procedure, config):
 def run(procedure, run_mode, image, drawables, config, data):
     name = procedure.get_name()
     stamp("run_called")
+    RUN_MODE[0] = run_mode
     try:
         layer = source_layer(drawables)
         if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config):
@@ -383,9 +405,7 @@ def run(procedure, run_mode, image, drawables, config, data):
     except BodyPixError as e:
         Gimp.progress_end()
         status = Gimp.PDBStatusType.CALLING_ERROR if e.kind == "input" else Gimp.PDBStatusType.EXECUTION_ERROR
-        return procedure.new_return_values(
-            status, GLib.Error.new_literal(GLib.quark_from_string("bodypix"), str(e), 0)
-        )
+        return procedure.new_return_values(status, GLib.Error.new_literal(GLib.quark_from_string("bodypix"), str(e), 0))
     Gimp.progress_end()
     Gimp.displays_flush()
     stamp("applied")
@@ -421,9 +441,10 @@ class BodyPix(Gimp.PlugIn):
                 "person",
                 rw,
             )
-            p.add_string_argument(
-                "parts", "_Parts", "Comma-separated part names for group 'custom'", "left_hand,right_hand", rw
-            )
+            p.add_string_argument("parts", "_Parts", "Comma-separated part names for group 'custom'", "", rw)
+            for n in PART_NAMES:  # dialog tick boxes (aux: not part of the PDB signature)
+                label = n.replace("_", " ").capitalize()
+                p.add_boolean_aux_argument(part_aux_name(n), label, "Select " + label.lower(), False, rw)
         if name in (SELECT_PERSON, SELECT_PARTS):
             add_selection_arguments(p)
         add_common_arguments(p, soft=name in (SELECT_PERSON, PERSON_TO_MASK))

@@ -99,8 +99,8 @@ def read_selection(image, rect):
     return read(sel, mask_format(sel), rect)
 
 
-def new_channel(image, name, color=(0, 0, 0), opacity=50.0, visible=False):
-    """A canvas-sized black channel, inserted on top of the channel stack."""
+def new_channel(image, name, color=(0, 0, 0), opacity=50.0, visible=False, position=0):
+    """A canvas-sized empty channel at ``position`` (0 = top); ``color``: how GIMP tints it when shown."""
     ch = Gimp.Channel.new(
         image,
         name,
@@ -109,7 +109,7 @@ def new_channel(image, name, color=(0, 0, 0), opacity=50.0, visible=False):
         opacity,
         Gegl.Color.new("#{:02x}{:02x}{:02x}".format(*tuple(color))),
     )
-    image.insert_channel(ch, None, 0)
+    image.insert_channel(ch, None, position)
     ch.set_visible(visible)
     return ch
 
@@ -123,9 +123,7 @@ def write_mask(drawable, data, rect, origin=(0, 0)):
 def new_layer(image, name, rect, opacity=100.0):
     """An empty layer with alpha, of the image's base type, at ``rect`` (image coordinates)."""
     x, y, w, h = rect
-    layer = Gimp.Layer.new(
-        image, name, w, h, LAYER_TYPES[image.get_base_type()], opacity, Gimp.LayerMode.NORMAL
-    )
+    layer = Gimp.Layer.new(image, name, w, h, LAYER_TYPES[image.get_base_type()], opacity, Gimp.LayerMode.NORMAL)
     layer.set_offsets(x, y)
     return layer
 

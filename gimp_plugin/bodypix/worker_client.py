@@ -44,14 +44,10 @@ def load_config(folder=HERE):
         raise BodyPixError(f"bodypix-gimp: cannot read {path} ({e}). {REINSTALL}", "config") from None
     python = os.environ.get(ENV_PYTHON) or config.get("python")
     if not python:
-        raise BodyPixError(
-            f"bodypix-gimp is not installed completely (no {CONFIG_NAME}). {REINSTALL}", "config"
-        )
+        raise BodyPixError(f"bodypix-gimp is not installed completely (no {CONFIG_NAME}). {REINSTALL}", "config")
     config["launcher"] = list(config.get("launcher") or [])
     if not config["launcher"] and not os.path.isfile(python):
-        raise BodyPixError(
-            f"bodypix-gimp: its Python environment is missing ({python}). {REINSTALL}", "config"
-        )
+        raise BodyPixError(f"bodypix-gimp: its Python environment is missing ({python}). {REINSTALL}", "config")
     config["python"] = python
     return config
 
@@ -110,6 +106,10 @@ class Worker:
             self.mode = "one-shot"
             self._start_process()
         self._send(json.dumps(self.request).encode("utf-8") + b"\n")
+        try:
+            self.wfile.flush()  # now, not with the pixels: the worker prepares while GIMP reads them
+        except OSError:
+            pass
 
     def _use_server(self):
         # Flatpak: the worker runs on the host (flatpak-spawn), whose /tmp the sandbox cannot see
@@ -196,6 +196,14 @@ def state_dir():
     return os.path.join(tempfile.gettempdir(), "bodypix-gimp-" + user)
 
 
+def private_dir(path):
+    """True when only this user can use ``path`` (POSIX owner and mode; Windows: per-user temp)."""
+    if os.name == "nt":
+        return True
+    st = os.stat(path)
+    return st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
 def state_path(config):
     key = hashlib.sha1((config["python"] + "|" + str(config.get("models"))).encode("utf-8")).hexdigest()[:12]
     return os.path.join(state_dir(), key + ".json")
@@ -235,13 +243,15 @@ def handshake(state):
 
 def connect_server(config, wait=60.0):
     """Connect to this environment's model server, starting it when none answers."""
+    os.makedirs(state_dir(), mode=0o700, exist_ok=True)
+    if not private_dir(state_dir()):
+        return None  # someone else made the folder: do not trust its state files
     path = state_path(config)
     old = read_state(path)
     if old:
         sock = handshake(old)
         if sock is not None:
             return sock
-    os.makedirs(state_dir(), mode=0o700, exist_ok=True)
     log = open(os.path.join(state_dir(), "server.log"), "ab")
     cmd = [config["python"], "-m", "bodypix_gimp.worker", "--serve", path,
            "--idle", str(config.get("server_idle_seconds", 600))]  # fmt: skip

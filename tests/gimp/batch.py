@@ -6,6 +6,8 @@
 # timing, whether the original layer's pixels changed). Checks are made by the pytest side.
 import json
 import os
+import signal
+import threading
 import time
 import traceback
 
@@ -50,9 +52,7 @@ def prepare(image, layer, steps):
         elif name == "gray":
             image.convert_grayscale()
         elif name == "indexed":
-            image.convert_indexed(
-                Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 255, False, False, ""
-            )
+            image.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 255, False, False, "")
         elif name == "precision":
             image.convert_precision(getattr(Gimp.Precision, arg))
         elif name == "canvas":  # bigger canvas, layer moved by (dx, dy)
@@ -112,6 +112,45 @@ def tree(image):
     return walk(image.get_layers(), None)
 
 
+def kill_plugin(delay, rep):
+    """Wait for the bodypix plug-in process, let it work for ``delay`` s, then SIGKILL it."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+            except OSError:
+                continue
+            if b"plug-ins/bodypix/bodypix.py" in cmd:
+                time.sleep(delay)
+                os.kill(int(pid), signal.SIGKILL)
+                rep["killed_pid"] = int(pid)
+                return
+        time.sleep(0.005)
+
+
+def drive_dialog(title, rep, folder):
+    """Interactive run in a virtual X display: wait for the procedure dialog, grab the
+    screen (xwd), press Return (OK). Leaves what happened in ``rep``."""
+    import subprocess
+
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        found = subprocess.run(["xdotool", "search", "--name", title], capture_output=True, text=True)
+        ids = found.stdout.split()
+        if ids:
+            time.sleep(1.5)  # let GTK draw
+            subprocess.run(["xwd", "-root", "-silent", "-out", os.path.join(folder, "dialog.xwd")])
+            rep["dialog_seen_after_s"] = round(time.time() - (deadline - 90), 1)
+            subprocess.run(["xdotool", "windowfocus", "--sync", ids[-1]], capture_output=True)
+            subprocess.run(["xdotool", "key", "--clearmodifiers", "Return"], capture_output=True)
+            return
+        time.sleep(0.2)
+    rep["dialog_seen_after_s"] = None
+
+
 def with_config(plugin_dir, change):
     path = os.path.join(plugin_dir, "bodypix-config.json")
     old = open(path).read()
@@ -164,6 +203,11 @@ def run_case(case):
     restore = None
     if "bad_models" in case.get("prep", []):
         restore = with_config(PLAN["plugin_dir"], {"models": PLAN["empty_models"]})
+    if case.get("interactive"):  # the dialog, in the virtual display the harness started
+        cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+        threading.Thread(target=drive_dialog, args=(case["interactive"], rep, d), daemon=True).start()
+    if case.get("kill_after_ms"):  # the user cancels: GIMP kills the plug-in process
+        threading.Thread(target=kill_plugin, args=(case["kill_after_ms"] / 1000, rep), daemon=True).start()
     t0 = time.perf_counter()
     try:
         res = proc.run(cfg)
@@ -197,9 +241,7 @@ def run_case(case):
         np.save(os.path.join(d, "layer_mask.npy"), get_np(mask, mask_format(mask), 1)[..., 0])
         rep["layer_has_alpha"] = layer.has_alpha()
         rgb_after = get_np(layer, "R'G'B'A u8", 4)[..., :3]
-        rep["layer_rgb_unchanged"] = bool(
-            np.array_equal(rgb_after, np.load(os.path.join(d, "source.npy"))[..., :3])
-        )
+        rep["layer_rgb_unchanged"] = bool(np.array_equal(rgb_after, np.load(os.path.join(d, "source.npy"))[..., :3]))
     before_ids = {e["id"] for e in rep["tree_before"]}
 
     def all_layers(items):
@@ -211,6 +253,37 @@ def run_case(case):
     for it in all_layers(image.get_layers()):
         if it.get_id() not in before_ids and not it.is_group_layer():
             np.save(os.path.join(d, "layers", f"{it.get_id()}.npy"), get_np(it, "R'G'B'A u8", 4))
+    if case.get("retry"):  # the same call again after the cancel: must work (server survived)
+        res2 = proc.run(cfg)
+        rep["retry_status"] = res2.index(0).value_nick
+        rep["tree_after_retry"] = tree(image)
+        rep["selection_empty_after_retry"] = Gimp.Selection.is_empty(image)
+    for extra in case.get("also", []):  # further procedure calls on the same image (README picture)
+        cfg2 = Gimp.get_pdb().lookup_procedure(extra["proc"]).create_config()
+        cfg2.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+        cfg2.set_property("image", image)
+        cfg2.set_core_object_array("drawables", [layer])
+        for k, v in extra.get("args", {}).items():
+            cfg2.set_property(k, v)
+        assert Gimp.get_pdb().lookup_procedure(extra["proc"]).run(cfg2).index(0) == Gimp.PDBStatusType.SUCCESS
+    if case.get("stroke"):  # draw the selection's outline on a new top layer
+        ink = Gimp.Layer.new(
+            image,
+            "outline",
+            image.get_width(),
+            image.get_height(),
+            Gimp.ImageType.RGBA_IMAGE,
+            100.0,
+            Gimp.LayerMode.NORMAL,
+        )
+        image.insert_layer(ink, None, 0)
+        Gimp.context_set_foreground(Gegl.Color.new(case["stroke"]))
+        Gimp.context_set_line_width(max(2.0, image.get_width() / 400))
+        ink.edit_stroke_selection()
+    if os.path.exists(os.path.join(d, "dialog.xwd")):  # GIMP reads XWD: save the screen as PNG
+        shot = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, gfile(os.path.join(d, "dialog.xwd")))
+        Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, shot, gfile(os.path.join(d, "dialog.png")), None)
+        shot.delete()
     if case.get("export"):
         Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, gfile(os.path.join(d, case["export"])), None)
     with open(os.path.join(d, "report.json"), "w") as f:

@@ -95,9 +95,7 @@ class Install:
             ]
         )
 
-    def batch(
-        self, plan: dict, timeout: float = 1800, **extra: str
-    ) -> tuple[subprocess.CompletedProcess, float]:
+    def batch(self, plan: dict, timeout: float = 1800, **extra: str) -> tuple[subprocess.CompletedProcess, float]:
         """Run tests/gimp/batch.py with ``plan`` in one headless GIMP session."""
         plan = dict(plan, plugin_dir=str(self.plugin_dir))
         plan_path = self.work / f"plan-{time.time_ns()}.json"
@@ -119,6 +117,31 @@ class Install:
         python = self.data / "venv" / "bin" / "python"
         if python.is_file():
             self.run_inside([str(python), "-m", "bodypix_gimp.worker", "--stop"], timeout=60)
+
+
+class VirtualDisplay:
+    """Xvfb inside the GIMP rootfs (for the dialog test); ``with VirtualDisplay(inst) as display:``."""
+
+    def __init__(self, inst: Install, number: int = 99) -> None:
+        self.inst, self.display = inst, f":{number}"
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> str:
+        self.proc = subprocess.Popen([str(GIMP3 / "bin" / "gimp3-run"), "Xvfb", self.display, "-screen", "0",
+                                      "1280x1024x24", "-nolisten", "tcp"], cwd=ROOT, env=self.inst.env(),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(2)
+        if self.proc.poll() is not None:
+            raise HarnessError("Xvfb did not start (is the xvfb package in the GIMP rootfs?)")
+        return self.display
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
 
 def make_install(work: Path) -> Install:

@@ -8,6 +8,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SHARED="${BODYPIX_SHARED:-$ROOT/../shared}"
 DIR="${1:-${BODYPIX_GIMP3_DIR:-$ROOT/.cache/gimp3}}"
 SETUP="$SHARED/gimp3/setup-gimp3.sh"
+# a virtual X display and tools to drive the plug-in's dialog in the interactive test
+export GIMP3_EXTRA_PACKAGES="${GIMP3_EXTRA_PACKAGES-xvfb xdotool x11-apps}"
 [ -x "$SETUP" ] || [ -f "$SETUP" ] || { echo "setup-gimp.sh: $SETUP not found (set BODYPIX_SHARED)" >&2; exit 1; }
 if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then exec sudo -E bash "$SETUP" "$DIR"; fi

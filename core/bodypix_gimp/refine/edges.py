@@ -28,7 +28,7 @@ import numpy as np
 
 from ..models import RuntimeOptions
 from ..settings import Settings
-from .guided import guided_filter
+from .guided import coefficients, guided_filter
 from .snake import snake_mask
 
 # Fusion weights and threshold, chosen on human_seg_300 (see README "Evaluation"): RVM
@@ -37,113 +37,155 @@ FUSION_WEIGHTS = {"bodypix": 0.1, "selfie": 0.2, "rvm": 0.7}
 FUSION_THRESHOLD = 0.35
 # RVM's 0.5 cuts ~1.3 px inside the reference edges; 0.3 centres it (human_seg_300).
 RVM_THRESHOLD = 0.3
-# Below/above these the fused probability is settled; only the band between is refined.
+# Below/above these a probability is settled; only the band between is refined at full size.
 BAND_LOW, BAND_HIGH = 0.02, 0.98
+# Methods work on a copy of the photo of at most this many pixels (RVM's working size);
+# only the edge band is carried to the photo's full resolution.
+WORK_PIXELS = 1_000_000
+# Guided-filter radius (working-grid px) and regulariser for the final upsampling.
+UPSAMPLE_RADIUS, UPSAMPLE_EPS = 2, 1e-4
+# BodyPix decides who is a person: fused foreground farther than this share of the photo's
+# diagonal from any pixel with BodyPix probability > WHO_THRESHOLD is dropped (a matting
+# network also keeps bags, prams and statues; BodyPix's generous 0.1 region spills wide
+# enough that no real edge lies beyond it).
+WHO_DISTANCE, WHO_THRESHOLD = 0.06, 0.1
 
 
 def _diag(shape: tuple[int, ...]) -> float:
     return float(np.hypot(shape[0], shape[1]))
 
 
-def _band_box(unsure: np.ndarray, pad: int) -> tuple[slice, slice] | None:
-    """Bounding box (padded) of the uncertain pixels, or None when there are none."""
-    rows = np.flatnonzero(unsure.any(axis=1))
-    if not len(rows):
-        return None
-    cols = np.flatnonzero(unsure.any(axis=0))
-    h, w = unsure.shape
-    return (
-        slice(max(0, rows[0] - pad), min(h, rows[-1] + pad + 1)),
-        slice(max(0, cols[0] - pad), min(w, cols[-1] + pad + 1)),
-    )
+def working_copy(rgb: np.ndarray, max_pixels: int = WORK_PIXELS) -> np.ndarray:
+    """The photo area-downscaled to at most ``max_pixels`` (itself when already small)."""
+    h, w = rgb.shape[:2]
+    if h * w <= max_pixels:
+        return rgb
+    s = (max_pixels / (h * w)) ** 0.5
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
-def edge_aware(
-    rgb: np.ndarray, prob: np.ndarray, radius: int, eps: float, low: float = BAND_LOW, high: float = BAND_HIGH
-) -> np.ndarray:
-    """Guided-filter ``prob`` (float32 HxW) by the colour photo, only in its uncertain band.
+def _resize(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if a.shape[:2] == shape[:2]:
+        return a
+    small = shape[0] * shape[1] < a.shape[0] * a.shape[1]
+    return cv2.resize(a, (shape[1], shape[0]), interpolation=cv2.INTER_AREA if small else cv2.INTER_LINEAR)
 
-    The filter runs on the bounding box of the band, at a grid coarse enough that the box
-    filters see at most ~0.5 MP (fast guided filter); the output replaces ``prob`` only where
-    ``low < prob < high`` (dilated by ``radius``), so settled regions are untouched.
+
+def to_alpha(p: np.ndarray, threshold: float) -> np.ndarray:
+    """Probability -> 0..1 alpha with ``threshold`` mapped to 0.5, 0 to 0 and 1 to 1 (piecewise linear).
+
+    So the soft mask's ``>= 128`` is exactly the hard mask, and settled background stays 0.
     """
-    unsure = (prob > low) & (prob < high)
-    box = _band_box(unsure, 2 * radius)
-    if box is None:
-        return prob
-    crop = rgb[box]
-    area = crop.shape[0] * crop.shape[1]
-    scale = max(1, int(np.sqrt(area / 500_000)))
-    guide = crop.astype(np.float32) * np.float32(1 / 255)
-    q = guided_filter(guide, prob[box], radius, eps, scale=scale)
-    grow = max(1, radius // 2)
-    band = cv2.dilate(unsure[box].astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow) > 0
-    out = prob.copy()
-    out[box] = np.where(band, np.clip(q, 0.0, 1.0), prob[box])
+    p = np.clip(p, 0.0, 1.0)
+    lo = p * np.float32(0.5 / threshold)
+    hi = np.float32(0.5) + (p - np.float32(threshold)) * np.float32(0.5 / (1.0 - threshold))
+    return np.where(p < threshold, lo, hi).astype(np.float32)
+
+
+def to_mask(p: np.ndarray, threshold: float, soft: bool) -> np.ndarray:
+    """Probability -> uint8 mask: 0/255 at ``threshold``, or a 0..255 alpha whose 128 is the threshold."""
+    if not soft:
+        return np.where(p > threshold, np.uint8(255), np.uint8(0))
+    a = to_alpha(p, threshold)
+    # Round so that p > threshold <=> alpha >= 128 (ties at exactly the threshold go out).
+    out = np.clip(np.floor(a * 255.0) + (a > 0.5), 0, 255).astype(np.uint8)
     return out
 
 
-def to_mask(alpha: np.ndarray, threshold: float, soft: bool) -> np.ndarray:
-    """Probability -> uint8 mask: 0/255 at ``threshold``, or a 0..255 alpha whose 128 is the threshold."""
-    if not soft:
-        return np.where(alpha > threshold, np.uint8(255), np.uint8(0))
-    # Shift so that the threshold lands on 0.5 (128): the soft mask's >= 128 is the hard mask.
-    shifted = np.clip(alpha + (0.5 - threshold), 0.0, 1.0)
-    return np.clip(shifted * 255.0 + 0.5, 0, 255).astype(np.uint8)
+def upsample_band(
+    rgb: np.ndarray,
+    small_rgb: np.ndarray,
+    p_small: np.ndarray,
+    threshold: float,
+    soft: bool,
+    radius: int = UPSAMPLE_RADIUS,
+    eps: float = UPSAMPLE_EPS,
+) -> np.ndarray:
+    """Full-resolution uint8 mask from a working-grid probability, sharp on the photo's edges.
+
+    Away from the edge (``p`` settled below BAND_LOW or above BAND_HIGH) the mask is the
+    working-grid decision upsampled by nearest neighbour, which is exact there.  In the edge
+    band the fast guided filter's linear coefficients (computed on the working grid, guide
+    = the small photo) are sampled at each band pixel and applied to the full-resolution
+    colours, so the edge lands on the photo's own edge, not on a blurred upsampled ramp.
+    Cost grows with the band's length, not the photo's area.
+    """
+    H, W = rgb.shape[:2]
+    h, w = p_small.shape
+    if (h, w) == (H, W):
+        return to_mask(p_small, threshold, soft)
+    coef = coefficients(small_rgb.astype(np.float32) * np.float32(1 / 255), p_small, radius, eps)
+    unsure = ((p_small > BAND_LOW) & (p_small < BAND_HIGH)).astype(np.uint8)
+    unsure = cv2.dilate(unsure, np.ones((3, 3), np.uint8))
+    out = cv2.resize(to_mask(p_small, threshold, soft), (W, H), interpolation=cv2.INTER_NEAREST)
+    band = cv2.resize(unsure, (W, H), interpolation=cv2.INTER_NEAREST)
+    ys, xs = np.nonzero(band)
+    if not len(ys):
+        return out
+    # Pixel-centre mapping from the photo to the working grid (as cv2.resize uses), laid out
+    # as rows of 1024 because cv2.remap limits each side of its maps to 32767.
+    n = len(ys)
+    pad = (-n) % 1024
+    sx = np.pad(((xs + 0.5) * (w / W) - 0.5).astype(np.float32), (0, pad)).reshape(-1, 1024)
+    sy = np.pad(((ys + 0.5) * (h / H) - 0.5).astype(np.float32), (0, pad)).reshape(-1, 1024)
+
+    def sample(c: np.ndarray) -> np.ndarray:
+        return cv2.remap(c, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).ravel()[:n]
+
+    colours = rgb[ys, xs].astype(np.float32) * np.float32(1 / 255)
+    q = sample(coef[-1])
+    for c in range(3):
+        q += sample(coef[c]) * colours[:, c]
+    out[ys, xs] = to_mask(q, threshold, soft)
+    return out
 
 
-# --- methods: (rgb, prob, mask, settings, runtime) -> float probability, threshold ----------------
+# --- methods: (rgb, small rgb, BodyPix prob on the working grid, runtime) -> (p on grid, threshold)
 
 
-def _snake(rgb, prob, mask, settings, runtime):  # noqa: ANN001, ANN202
-    d = _diag(prob.shape)
-    radius = max(3, round(d * 0.012))
-    spacing = max(2, round(d / 300))
-    # Start from BodyPix's 0.5 contour: its mean offset there is small, the threshold's is not.
-    start = prob > 0.5
-    moved = snake_mask(rgb, start, radius, spacing)
-    return moved.astype(np.float32), 0.5
-
-
-def _guided_bodypix(rgb, prob, mask, settings, runtime):  # noqa: ANN001, ANN202
+def _guided_bodypix(rgb, small, prob_small, runtime):  # noqa: ANN001, ANN202
     # BodyPix's ramp is wide (stride 16 upsampled): the window must span it, 2% of the diagonal.
-    radius = max(2, round(_diag(prob.shape) * 0.02))
-    return edge_aware(rgb, prob, radius, 1e-3), 0.5
+    radius = max(2, round(_diag(small.shape) * 0.02))
+    return guided_filter(small.astype(np.float32) * np.float32(1 / 255), prob_small, radius, 1e-3), 0.5
 
 
-def _selfie_guided(rgb, prob, mask, settings, runtime):  # noqa: ANN001, ANN202
+def _selfie_guided(rgb, small, prob_small, runtime):  # noqa: ANN001, ANN202
     from .matting import selfie_probability
 
-    p = 0.5 * prob + 0.5 * selfie_probability(rgb, runtime)
-    radius = max(2, round(_diag(prob.shape) * 0.01))
-    return edge_aware(rgb, p, radius, 1e-3), 0.5
+    p = 0.5 * prob_small + 0.5 * selfie_probability(small, runtime)
+    radius = max(2, round(_diag(small.shape) * 0.01))
+    return guided_filter(small.astype(np.float32) * np.float32(1 / 255), p, radius, 1e-3), 0.5
 
 
-def _sharpen_upsampled(rgb: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """RVM ran below the photo's size: put its upsampled edge back on the photo's edge."""
-    from .matting import RVM_MAX_PIXELS
-
-    h, w = p.shape
-    if h * w <= RVM_MAX_PIXELS * 1.05:
-        return p
-    up = np.sqrt(h * w / RVM_MAX_PIXELS)
-    return edge_aware(rgb, p, max(2, round(2 * up)), 1e-4)
-
-
-def _rvm(rgb, prob, mask, settings, runtime):  # noqa: ANN001, ANN202
+def _rvm(rgb, small, prob_small, runtime):  # noqa: ANN001, ANN202
     from .matting import rvm_alpha
 
-    return _sharpen_upsampled(rgb, rvm_alpha(rgb, runtime)), RVM_THRESHOLD
+    return rvm_alpha(small, runtime), RVM_THRESHOLD
 
 
-def _fusion(rgb, prob, mask, settings, runtime):  # noqa: ANN001, ANN202
-    p = fuse(prob, *peer_probabilities(rgb, runtime, flip=True))
-    return _sharpen_upsampled(rgb, p), FUSION_THRESHOLD
+def _fusion(rgb, small, prob_small, runtime):  # noqa: ANN001, ANN202
+    p = fuse(prob_small, *peer_probabilities(small, runtime, flip=True))
+    return only_near_bodypix(p, prob_small), FUSION_THRESHOLD
 
 
-def _fusion_fast(rgb, prob, mask, settings, runtime):  # noqa: ANN001, ANN202
-    p = fuse(prob, *peer_probabilities(rgb, runtime, flip=False))
-    return _sharpen_upsampled(rgb, p), FUSION_THRESHOLD
+def _fusion_fast(rgb, small, prob_small, runtime):  # noqa: ANN001, ANN202
+    p = fuse(prob_small, *peer_probabilities(small, runtime, flip=False))
+    return only_near_bodypix(p, prob_small), FUSION_THRESHOLD
+
+
+def only_near_bodypix(
+    p: np.ndarray, bodypix: np.ndarray, distance: float = WHO_DISTANCE, threshold: float = WHO_THRESHOLD
+) -> np.ndarray:
+    """Zero ``p`` farther than ``distance`` x diagonal from BodyPix's (generous) person region.
+
+    With no BodyPix person at all the result is empty: the pipeline's parts, poses and
+    person all come from BodyPix, so the peers may move its edge but not invent a person.
+    """
+    region = (bodypix > threshold).astype(np.uint8)
+    if not region.any():
+        return np.zeros_like(p)
+    far = cv2.distanceTransform(1 - region, cv2.DIST_L2, 3) > distance * _diag(p.shape)
+    return np.where(far, np.float32(0), p)
 
 
 def peer_probabilities(
@@ -151,18 +193,20 @@ def peer_probabilities(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(Selfie probability, RVM alpha) of the photo, both float32 HxW.
 
-    ``flip``: average RVM over the photo and its mirror image.  The two passes make
-    different mistakes at the edge (the network is not mirror-symmetric), and their mean
-    scored IoU +0.003 to +0.009 and boundary F@2px +0.013 on human_seg_300, for twice the
-    RVM time.
+    ``flip``: average both over the photo and its mirror image.  The two passes make
+    different mistakes at the edge (the networks are not mirror-symmetric); for RVM their mean
+    scored IoU +0.003 and boundary F@2px +0.013 on human_seg_300 (Selfie +0.002 F@2px), for
+    twice the network time.
     """
     from .matting import rvm_alpha, selfie_probability
 
     alpha = rvm_alpha(rgb, runtime)
+    selfie = selfie_probability(rgb, runtime)
     if flip:
-        mirrored = rvm_alpha(np.ascontiguousarray(rgb[:, ::-1]), runtime)[:, ::-1]
-        alpha = (alpha + mirrored) * np.float32(0.5)
-    return selfie_probability(rgb, runtime), alpha
+        mirror = np.ascontiguousarray(rgb[:, ::-1])
+        alpha = (alpha + rvm_alpha(mirror, runtime)[:, ::-1]) * np.float32(0.5)
+        selfie = (selfie + selfie_probability(mirror, runtime)[:, ::-1]) * np.float32(0.5)
+    return selfie, alpha
 
 
 def fuse(
@@ -176,8 +220,8 @@ def fuse(
 
 
 Method = Callable[..., tuple[np.ndarray, float]]
-METHODS: dict[str, Method] = {
-    "snake": _snake,
+METHODS: dict[str, Method | None] = {
+    "snake": None,  # works on the outline at full resolution, see refine()
     "guided": _guided_bodypix,
     "selfie-guided": _selfie_guided,
     "rvm": _rvm,
@@ -187,25 +231,38 @@ METHODS: dict[str, Method] = {
 
 
 def refine(
-    rgb: np.ndarray,
-    prob: np.ndarray,
-    mask: np.ndarray,
-    settings: Settings,
-    runtime: RuntimeOptions | None = None,
+    rgb: np.ndarray, prob: np.ndarray, mask: np.ndarray, settings: Settings, runtime: RuntimeOptions | None = None
 ) -> np.ndarray:
     """The pipeline's edge stage: ``settings.refine`` names the method.
 
     Returns uint8 HxW, 0/255, or a 0..255 alpha with ``settings.soft_edges`` (>= 128 is the
-    hard mask).  ``mask`` is BodyPix's thresholded mask (kept for methods that start from it).
+    hard mask).  ``prob`` is BodyPix's full-resolution person probability; ``mask`` its
+    thresholded mask (unused by the current methods, kept for the pipeline's contract).
     """
-    method = METHODS.get(settings.refine)
-    if method is None:
+    if settings.refine not in METHODS:
         from ..settings import ConfigError
 
         allowed = ", ".join(["none", *METHODS])
         raise ConfigError(f"Unknown refine method {settings.refine!r}. Should be one of {allowed}")
-    p, threshold = method(rgb, prob, mask, settings, runtime)
-    return to_mask(p, threshold, settings.soft_edges)
+    if settings.refine == "snake":
+        return _snake(rgb, prob, settings.soft_edges)
+    small = working_copy(rgb)
+    prob_small = _resize(prob, small.shape)
+    p, threshold = METHODS[settings.refine](rgb, small, prob_small, runtime)
+    return upsample_band(rgb, small, p, threshold, settings.soft_edges)
+
+
+def _snake(rgb: np.ndarray, prob: np.ndarray, soft: bool) -> np.ndarray:
+    d = _diag(prob.shape)
+    radius = max(3, round(d * 0.012))
+    spacing = max(2, round(d / 300))
+    # Start from BodyPix's 0.5 contour: its mean offset there is small, the threshold's is not.
+    moved = snake_mask(rgb, prob > 0.5, radius, spacing)
+    if not soft:
+        return np.where(moved, np.uint8(255), np.uint8(0))
+    # A snake gives a hard outline; soften it by one pixel so the alpha is not aliased.
+    a = cv2.GaussianBlur(moved.astype(np.float32), (3, 3), 0)
+    return to_mask(a, 0.5, True)
 
 
 def snap(rgb: np.ndarray, region: np.ndarray, band_px: int, eps: float = 1e-3) -> np.ndarray:

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""The README picture, made by a real headless GIMP 3 run of the installed plug-in:
+Body Parts to Layers (coloured part map at 50 %) and Select Person (outline stroked in
+white) on a P3M demo portrait (MIT), flattened and exported by GIMP; and a screenshot of
+the Select Body Parts dialog in a virtual display.
+
+    python tests/gimp/readme_image.py [--out docs/images/gimp-bodypix.jpg]
+                                      [--dialog docs/images/gimp-dialog-parts.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+PHOTO = harness.SHARED / "eval" / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(harness.ROOT / "docs" / "images" / "gimp-bodypix.jpg"))
+    ap.add_argument("--dialog", default=str(harness.ROOT / "docs" / "images" / "gimp-dialog-parts.png"))
+    ap.add_argument("--photo", default=str(PHOTO))
+    ap.add_argument("--width", type=int, default=960)
+    args = ap.parse_args()
+    harness.ensure_gimp()
+    inst = harness.make_install(harness.ROOT / ".cache" / "gimp-readme")
+    case = {
+        "id": "readme",
+        "image": args.photo,
+        "proc": "plug-in-bodypix-parts-to-layers",
+        "also": [{"proc": "plug-in-bodypix-select-person"}],
+        "stroke": "#ffffff",
+        "export": "readme.png",
+    }
+    proc, _ = inst.batch({"out": str(inst.work / "out"), "empty_models": "", "cases": [case]})
+    if proc.returncode != 0:
+        print((proc.stdout + proc.stderr)[-3000:])
+        return 1
+    from PIL import Image
+
+    img = Image.open(inst.work / "out" / "readme" / "readme.png").convert("RGB")
+    img = img.resize((args.width, round(img.height * args.width / img.width)), Image.Resampling.LANCZOS)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out, quality=88)
+    print(f"wrote {out} ({img.width}x{img.height}, {out.stat().st_size // 1024} KiB)")
+
+    case = {"id": "dialog", "image": args.photo, "proc": "plug-in-bodypix-select-parts", "interactive": "Body Parts"}
+    with harness.VirtualDisplay(inst) as display:
+        proc, _ = inst.batch({"out": str(inst.work / "out"), "empty_models": "", "cases": [case]}, DISPLAY=display)
+    shot = inst.work / "out" / "dialog" / "dialog.png"
+    if proc.returncode != 0 or not shot.is_file():
+        print((proc.stdout + proc.stderr)[-3000:])
+        return 1
+    import numpy as np
+
+    screen = Image.open(shot).convert("RGB")
+    x0, y0, x1, y1 = Image.fromarray((np.asarray(screen).max(axis=2) > 0).astype(np.uint8) * 255).getbbox()
+    dialog = screen.crop((x0, y0, x1, y1))
+    Path(args.dialog).parent.mkdir(parents=True, exist_ok=True)
+    dialog.save(args.dialog, optimize=True)
+    print(f"wrote {args.dialog} ({dialog.width}x{dialog.height})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
