@@ -157,6 +157,7 @@ def test_score_hands_counts_box_iou_recall_and_tips():
     assert r["n_hands"] == 1 and r["n_confident"] == 1
     assert r["iou"] == pytest.approx(0.5) and r["recall"] == pytest.approx(0.5)
     assert r["tip_rate"] == pytest.approx(3 / 5) and r["all_tips_rate"] == 0.0
+    assert score_hands(pred >= 128, gt >= 128, [hand])["iou"] == r["iou"]  # boolean masks too
 
 
 def test_hand_box_iou_rises_on_a_real_photo_with_fingers_against_the_background(eval_dir):

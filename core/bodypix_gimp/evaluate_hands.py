@@ -39,8 +39,19 @@ OUTLINE_BG = 0.2  # a hand box with at least this much true background shows the
 
 def found_hands(result: Result) -> list[dict[str, Any]]:
     """The hands the finger stage used (skipped ones excluded), from ``result.info``."""
-    info = result.info.get("hands") or {}
-    return [h for h in info.get("hands", []) if "skipped" not in h]
+    return hands_from_info(result.info)
+
+
+def hands_from_info(info: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """``found_hands`` for a bare ``Result.info`` dict (what the eval harness keeps)."""
+    stage = (info or {}).get("hands") or {}
+    return [h for h in stage.get("hands", []) if "skipped" not in h]
+
+
+def _as_bool(mask: np.ndarray) -> np.ndarray:
+    """Boolean masks as they are; uint8 masks and alphas from 128."""
+    a = np.asarray(mask)
+    return a if a.dtype == bool else a >= 128
 
 
 def hand_box(hand: dict[str, Any], shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -76,8 +87,8 @@ def hand_metrics(
 
 def score_hands(mask: np.ndarray, gt_mask: np.ndarray | None, hands: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The scores of ``hand_metrics`` for a bare mask (uint8, >= 128 person)."""
-    pred = np.asarray(mask) >= 128
-    gt = None if gt_mask is None else np.asarray(gt_mask) >= 128
+    pred = _as_bool(mask)
+    gt = None if gt_mask is None else _as_bool(gt_mask)
     per_hand = []
     for hand in hands:
         x0, y0, x1, y1 = hand_box(hand, pred.shape)

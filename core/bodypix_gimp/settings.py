@@ -188,7 +188,8 @@ def validate(s: Settings) -> None:
 PRODUCT_DEFAULTS: dict[str, Any] = {
     # Edges: BodyPix + Selfie + RVM fusion won every metric on human_seg_300 (`bodypix-gimp eval`).
     "refine": "fusion",
-    # Fingers: hand-box IoU +5.3 points (+13.2 for hands against background).
+    # Fingers: hand-box IoU +5.1 points over raw BodyPix (+13.0 for hands against the
+    # background), +0.9 over fusion edges (+2.9); `bodypix-gimp hands eval`.
     "fingers": True,
     # Group photos: poses from 0.25 become people (body-pix: 0.4); 19 group photos, 51 people:
     # missed 14 -> 5, extra 1 -> 1 (scripts/eval_persons.py --product).

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from ..models import RuntimeOptions
-from ..result import KEYPOINT_NAMES, Pose
+from ..result import Pose
 from ..settings import Settings
 from . import guided
 from .handmodel import Hand, HandModels, landmark_region, palm_region
@@ -90,9 +90,9 @@ def recover_fingers(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Add the fingers of every confident hand to ``mask`` and ``parts``; returns copies and info.
 
-    ``mask`` is BodyPix's person mask (0/255 or 0..255 alpha), ``parts`` the unclipped part
-    argmax.  Inputs are never modified.  ``info`` is JSON-ready: each hand's box, scores,
-    side, pixels added and removed, and the time spent.
+    ``mask`` is the person mask so far (0/255 or 0..255 alpha), ``parts`` BodyPix's part
+    argmax (255 where it was not computed).  Inputs are never modified.  ``info`` is
+    JSON-ready: each hand's box, scores, side, pixels added and removed, and the time spent.
     """
     t0 = time.perf_counter()
     mask, parts = mask.copy(), parts.copy()
@@ -555,6 +555,3 @@ def snap(
     except cv2.error:
         return None
     return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
-
-
-__all__ = ["KEYPOINT_NAMES", "recover_fingers", "find_candidates", "detect_hands", "finger_shapes", "snap"]
