@@ -214,3 +214,74 @@ def test_model_server_is_reused_and_stopped(tmp_path, two_people, core, models_d
         time.sleep(0.05)
     else:
         raise AssertionError("server still running after --stop")
+
+
+@pytest.fixture(scope="module")
+def group(eval_dir: Path) -> np.ndarray:
+    """Three people side by side, two of them overlapping (human_seg_300/266)."""
+    return load_image(eval_dir / "human_seg_300" / "images" / "266.jpg")
+
+
+@pytest.fixture(scope="module")
+def group_core(group):
+    return segment(group, build_settings(DEFAULTS).replace(multi_person=True))
+
+
+def test_persons_to_layers_items(tmp_path, group, group_core, models_dir) -> None:
+    """One tight mask per person, left to right, equal to the core's Person.mask; the layer
+    is placed at (30, 10) and hangs 40 px over a canvas's right edge (clipped there)."""
+    h, w = group.shape[:2]
+    assert build_settings(DEFAULTS).min_pose_score == 0.25  # the product default, not body-pix's 0.4
+    persons = group_core.persons
+    assert len(persons) == 3
+    hdr = {"op": "persons-to-layers", "source_rect": [30, 10, w, h], "target_rect": [0, 0, w - 10, h + 10],
+           "channels": 3}  # fmt: skip
+    code, lines = call(tmp_path, hdr, group.tobytes(), models=models_dir)
+    assert code == 0, lines
+    items = lines[-1]["result"]["items"]
+    assert [it["name"] for it in items] == [f"Person {p.index}" for p in persons]
+    canvas_w = w - 10
+    for it, p in zip(items, persons, strict=True):
+        x, y, bw, bh = it["rect"]
+        m = item(tmp_path, it)
+        assert m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()  # tight box
+        placed = np.zeros((h + 40, w + 40), np.uint8)
+        placed[y : y + bh, x : x + bw] = m
+        expected = np.zeros_like(placed)
+        expected[10 : 10 + h, 30 : 30 + w] = p.mask
+        expected[:, canvas_w:] = 0
+        assert np.array_equal(placed, expected), it["name"]
+    assert len({tuple(it["color"]) for it in items}) == len(items)
+    xs = [it["rect"][0] + it["rect"][2] / 2 for it in items]
+    assert xs[0] < xs[-1]  # left to right
+
+
+def test_pose_to_path_items(tmp_path, group, group_core, models_dir) -> None:
+    """Per person the skeleton's confident segments, in image coordinates (layer at (30, 10))."""
+    from bodypix_gimp.poses import skeleton
+
+    h, w = group.shape[:2]
+    hdr = {"op": "pose-to-path", "source_rect": [30, 10, w, h], "target_rect": [0, 0, w + 30, h + 10],
+           "channels": 3}  # fmt: skip
+    code, lines = call(tmp_path, hdr, group.tobytes(), models=models_dir)
+    assert code == 0, lines
+    items = lines[-1]["result"]["items"]
+    min_score = build_settings(DEFAULTS).min_keypoint_score
+    expected = [(p.index, skeleton(p.pose, min_score)) for p in group_core.persons]
+    expected = [(i, bones) for i, bones in expected if bones]
+    assert [it["name"] for it in items] == [f"Pose {i}" for i, _ in expected] and items
+    for it, (_, bones) in zip(items, expected, strict=True):
+        want = np.array([[x0 + 30, y0 + 10, x1 + 30, y1 + 10] for (x0, y0), (x1, y1) in bones])
+        assert np.allclose(np.array(it["segments"]), want, atol=1e-6)
+    assert sum(len(it["segments"]) for it in items) > 16  # more than one person's skeleton
+
+
+@pytest.mark.parametrize("op", ["persons-to-layers", "pose-to-path"])
+def test_group_ops_on_a_photo_without_people(tmp_path, two_people, op, models_dir) -> None:
+    crop = np.ascontiguousarray(two_people[:120, 420:])  # nobody there (see test_photo_without_people)
+    h, w = crop.shape[:2]
+    code, lines = call(tmp_path, {"op": op, "source_rect": [0, 0, w, h], "channels": 3, "label": "Background"},
+                       crop.tobytes(), models=models_dir)  # fmt: skip
+    assert code == 2 and lines[-1]["kind"] == "empty"
+    assert lines[-1]["error"].startswith("No person found in 'Background'") and "\n" not in lines[-1]["error"]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -37,7 +37,8 @@ from typing import Any, BinaryIO, TextIO
 import numpy as np
 
 PROTOCOL = 1
-OPS = ("select-person", "select-parts", "parts-to-layers", "person-mask")
+OPS = ("select-person", "select-parts", "parts-to-layers", "person-mask", "persons-to-layers", "pose-to-path")
+MULTI_PERSON_OPS = ("persons-to-layers", "pose-to-path")  # need body-pix's person instances
 QUALITY = {"fast": {"output_stride": 16}, "accurate": {"output_stride": 8}}
 
 
@@ -257,7 +258,7 @@ def run(
     from .result import PART_GROUPS, PART_NAMES, part_ids
 
     settings = build_settings(req.options)
-    if selection is not None:  # "only persons inside the selection" needs to tell people apart
+    if selection is not None or req.op in MULTI_PERSON_OPS:  # these need to tell people apart
         settings = settings.replace(multi_person=True)
     if req.op == "select-parts":
         try:
@@ -326,8 +327,91 @@ def run(
         )
         out.add("person", res.person_mask, local, kind="person")
         summary["groups"] = {g: [part_label(n) for n in names] for g, names in PART_GROUPS.items()}
+    elif req.op == "persons-to-layers":
+        persons_to_items(res, out, req, local, (tx, ty))
+    elif req.op == "pose-to-path":
+        out.items.extend(pose_paths(res, req, settings.min_keypoint_score))
     summary["items"] = out.items
     return summary
+
+
+def require_persons(res: Any, label: str) -> None:
+    """Person pixels but no pose confident enough to make a person: say so, change nothing."""
+    if not res.persons:
+        raise WorkerError(
+            f"BodyPix found person pixels in '{label}' but could not tell people apart (no confident pose). "
+            "Nothing was changed. Use Select Person for the whole mask.",
+            "empty",
+        )
+
+
+def persons_to_items(
+    res: Any, out: Output, req: Request, local: tuple[int, int, int, int], origin: tuple[int, int]
+) -> None:
+    """One tight mask item per person ("Person 1" leftmost), cropped to the target.
+
+    Each mask is the core's ``Person.mask`` (the final mask on that person's pixels), so the
+    layers and channels partition the person mask the way the core's instances do.
+    """
+    require_persons(res, req.label)
+    lx, ly, tw, th = local
+    for p in res.persons:
+        # the person's box (source pixels) within the part of the source inside the target
+        x0, y0 = max(p.bbox[0], lx), max(p.bbox[1], ly)
+        x1, y1 = min(p.bbox[2], lx + tw), min(p.bbox[3], ly + th)
+        if x1 <= x0 or y1 <= y0:
+            continue  # this person lies outside the canvas (a layer hanging over its edge)
+        mine = res.instance_map[y0:y1, x0:x1] == p.index
+        crop = np.where(mine, res.person_mask[y0:y1, x0:x1], np.uint8(0))
+        box = bbox(crop)
+        if box is None:
+            continue
+        color = [int(c) for c in PERSON_COLORS[(p.index - 1) % len(PERSON_COLORS)]]
+        out.add(
+            f"Person {p.index}",
+            crop,
+            box,
+            origin=(origin[0] + x0 - lx, origin[1] + y0 - ly),
+            kind="person",
+            index=p.index,
+            color=color,
+            pixels=int(mine.sum()),
+        )
+    if not out.items:
+        raise WorkerError(f"Nobody in '{req.label}' lies inside the canvas. Nothing was changed.", "empty")
+
+
+# Distinct colours for "Person k" layers and channels (Okabe-Ito, readable for colour-blind users).
+PERSON_COLORS = np.array(
+    [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0), (204, 121, 167)],
+    np.uint8,
+)
+
+
+def pose_paths(res: Any, req: Request, min_score: float) -> list[dict[str, Any]]:
+    """Per person with a confident skeleton: ``{"kind": "pose", "name": "Pose k", "segments"}``.
+
+    ``segments`` are the body-pix skeleton's adjacent-keypoint edges whose two keypoints both
+    score above ``min_score`` (``poses.skeleton``), as [x0, y0, x1, y1] in image coordinates;
+    "Pose k" belongs to "Person k".  No file: GIMP makes one open stroke per segment.
+    """
+    from .poses import skeleton
+
+    require_persons(res, req.label)
+    sx, sy = req.source_rect[:2]
+    items = []
+    for p in res.persons:
+        bones = skeleton(p.pose, min_score=min_score)
+        if bones:
+            segments = [[x0 + sx, y0 + sy, x1 + sx, y1 + sy] for (x0, y0), (x1, y1) in bones]
+            items.append({"name": f"Pose {p.index}", "kind": "pose", "index": p.index, "segments": segments})
+    if not items:
+        raise WorkerError(
+            f"No confident pose found in '{req.label}' (no keypoint pair scores above {min_score}). "
+            "Nothing was changed.",
+            "empty",
+        )
+    return items
 
 
 def part_label(name: str) -> str:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # bodypix-gimp: one-click person and body-part selection for GIMP 3.
 # Copyright (C) 2026 the bodypix-gimp authors. GPL-3.0-or-later.
-"""GIMP 3 procedures: Select Person, Select Body Parts, Body Parts to Layers, Person to Layer Mask.
+"""GIMP 3 procedures: Select Person, Select Body Parts, Body Parts to Layers, Person to Layer Mask,
+Persons to Layers, Pose to Path.
 
 Thin on purpose: every pixel decision is made by ``bodypix_gimp`` (core/) in a separate
 process (``worker_client``); this file declares the procedures and their dialog, moves
@@ -40,6 +41,8 @@ SELECT_PERSON = "plug-in-bodypix-select-person"
 SELECT_PARTS = "plug-in-bodypix-select-parts"
 PARTS_TO_LAYERS = "plug-in-bodypix-parts-to-layers"
 PERSON_TO_MASK = "plug-in-bodypix-person-to-layer-mask"
+PERSONS_TO_LAYERS = "plug-in-bodypix-persons-to-layers"
+POSE_TO_PATH = "plug-in-bodypix-pose-to-path"
 
 PART_NAMES = (
     "left_face",
@@ -108,6 +111,23 @@ DOCS = {
         "cut-out). The layer's pixels are not changed; an alpha channel is added when the layer has none.",
         "<Image>/Layer/Mask",
         "Person to Layer _Mask (BodyPix)...",
+    ),
+    PERSONS_TO_LAYERS: (
+        "Each person to a layer and a channel (group photos)",
+        "Tells the people in the active layer apart (BodyPix multi-person) and adds a layer group above it "
+        "with one coloured mask layer per person, named 'Person 1', 'Person 2', ... from left to right, "
+        "and the same masks as channels, so each person can be re-selected from the Channels dock.",
+        "<Image>/Layer",
+        "P_ersons to Layers (BodyPix)...",
+    ),
+    POSE_TO_PATH: (
+        "Each person's pose skeleton as a path",
+        "Finds every person's pose (17 keypoints, BodyPix multi-person) and adds one path per person, "
+        "named 'Pose 1', 'Pose 2', ... from left to right, with the skeleton's segments (shoulder to elbow, "
+        "hip to knee, ...) whose two keypoints are confidently found, each as its own open stroke: stroke "
+        "the path or use it as a drawing guide.",
+        "<Image>/Layer",
+        "Pose to _Path (BodyPix)...",
     ),
 }
 
@@ -348,6 +368,35 @@ def do_person_to_mask(procedure, image, layer, config):
         pixels.write_mask(mask, worker.read_item(item), item["rect"], origin=(ox, oy))
 
 
+def do_persons_to_layers(procedure, image, layer, config):
+    result, worker = compute(image, layer, config, "persons-to-layers", canvas(image))
+    with worker, undo_group(image):
+        selected = image.get_selected_layers()
+        group = Gimp.GroupLayer.new(image, "Persons: " + layer.get_name())
+        image.insert_layer(group, layer.get_parent(), image.get_item_position(layer))
+        # Person 1 (leftmost) on top, in the group and in the Channels dock
+        for position, item in enumerate(result["items"]):
+            data = worker.read_item(item)
+            person = pixels.new_layer(image, item["name"], item["rect"], opacity=50.0)
+            image.insert_layer(person, group, position)
+            pixels.write(person, pixels.solid_rgba(item["color"], data), (0, 0) + tuple(item["rect"][2:]), pixels.RGBA)
+            ch = pixels.new_channel(image, item["name"], item["color"], position=position)
+            pixels.write_mask(ch, data, item["rect"])
+        image.set_selected_layers(selected)
+
+
+def do_pose_to_path(procedure, image, layer, config):
+    result, worker = compute(image, layer, config, "pose-to-path", canvas(image))
+    with worker, undo_group(image):
+        for position, item in enumerate(result["items"]):
+            path = Gimp.Path.new(image, item["name"])
+            for x0, y0, x1, y1 in item["segments"]:  # one open two-point stroke per bone
+                stroke = path.bezier_stroke_new_moveto(x0, y0)
+                path.bezier_stroke_lineto(stroke, x1, y1)
+            image.insert_path(path, None, position)
+            path.set_visible(True)
+
+
 class undo_group:
     """Everything inside is one undo step (and is closed even when something fails)."""
 
@@ -367,6 +416,8 @@ RUNNERS = {
     SELECT_PARTS: do_select_parts,
     PARTS_TO_LAYERS: do_parts_to_layers,
     PERSON_TO_MASK: do_person_to_mask,
+    PERSONS_TO_LAYERS: do_persons_to_layers,
+    POSE_TO_PATH: do_pose_to_path,
 }
 
 
