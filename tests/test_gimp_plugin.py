@@ -9,6 +9,7 @@ core's own result on the very pixels the plug-in saw.  Marked ``gimp``; needs ro
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "gimp"))
 import harness  # noqa: E402
 from bodypix_gimp import PART_GROUPS, PART_NAMES, segment  # noqa: E402
+from bodypix_gimp.poses import skeleton  # noqa: E402
 from bodypix_gimp.worker import build_settings, part_label, persons_overlapping  # noqa: E402
 
 pytestmark = pytest.mark.gimp
@@ -26,6 +28,9 @@ EVAL = harness.SHARED / "eval"
 TWO_PEOPLE = EVAL / "human_seg_300" / "images" / "163.jpg"  # a woman centre right, a person cut at the left edge
 WOMAN_BOX = (250, 150, 150, 200)  # x, y, w, h: around the woman only
 ONE_PERSON = EVAL / "human_seg_300" / "images" / "118.jpg"
+GROUP = EVAL / "human_seg_300" / "images" / "266.jpg"  # three people, the right two overlapping
+LEFT_OF_GROUP = (220, 150, 60, 100)  # x, y, w, h: inside the leftmost of the three only
+ONLY_ENV = "BODYPIX_GIMP_ONLY"  # comma-separated case ids: run just those (developing one procedure)
 LARGE = EVAL / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"  # 1920x1080
 DEFAULTS = {
     "quality": "fast",
@@ -38,6 +43,8 @@ SELECT = "plug-in-bodypix-select-person"
 PARTS = "plug-in-bodypix-select-parts"
 LAYERS = "plug-in-bodypix-parts-to-layers"
 MASK = "plug-in-bodypix-person-to-layer-mask"
+PERSONS = "plug-in-bodypix-persons-to-layers"
+POSE = "plug-in-bodypix-pose-to-path"
 MODES = {
     "rgba": ["rgba"],
     "gray": ["gray"],
@@ -127,6 +134,20 @@ def cases(nobody: Path) -> list[dict]:
         {"id": "nobody", "image": str(nobody), "proc": SELECT},
         {"id": "nobody_layers", "image": str(nobody), "proc": LAYERS},
         {"id": "no_models", "image": str(ONE_PERSON), "proc": SELECT, "prep": ["bad_models"]},
+        {"id": "persons", "image": str(GROUP), "proc": PERSONS, "prep": ["rect:0,0,50,50"]},
+        {"id": "persons_one", "image": str(ONE_PERSON), "proc": PERSONS},
+        {"id": "persons_offset", "image": str(GROUP), "proc": PERSONS, "prep": ["canvas:40,30,100,60"]},
+        {"id": "pose_path", "image": str(GROUP), "proc": POSE},
+        {"id": "pose_path_offset", "image": str(GROUP), "proc": POSE, "prep": ["canvas:40,30,100,60"]},
+        {
+            "id": "inside_group",
+            "image": str(GROUP),
+            "proc": SELECT,
+            "prep": ["rect:" + ",".join(map(str, LEFT_OF_GROUP))],
+            "args": {"inside-selection": True},
+        },
+        {"id": "nobody_persons", "image": str(nobody), "proc": PERSONS},
+        {"id": "nobody_pose", "image": str(nobody), "proc": POSE},
     ]
     c.append({"id": "cancel", "image": str(LARGE), "proc": SELECT, "kill_after_ms": 300, "retry": True})
     for mode, prep in MODES.items():
@@ -147,12 +168,20 @@ class Case:
         self.selection = np.load(folder / "selection.npy")
         self.selection_before = np.load(folder / "selection_before.npy")
         self._core = None
+        self._multi = None
 
     @property
     def core(self):
         if self._core is None:
             self._core = segment(self.source, build_settings(DEFAULTS))
         return self._core
+
+    @property
+    def multi(self):
+        """The core's people on the same pixels, with the plug-in's (product) settings."""
+        if self._multi is None:
+            self._multi = segment(self.source, build_settings(DEFAULTS).replace(multi_person=True))
+        return self._multi
 
     def channel(self, name: str) -> np.ndarray:
         (entry,) = [c for c in self.report["channels"] if c["name"] == name]
@@ -189,6 +218,9 @@ def gimp_run():
         "empty_models": str(inst.work / "empty-models"),
         "cases": cases(empty_photo(inst.work)),
     }
+    only = [c for c in os.environ.get(ONLY_ENV, "").split(",") if c]
+    if only:
+        plan["cases"] = [c for c in plan["cases"] if c["id"] in only]
     proc, seconds = inst.batch(plan)
     print(f"[gimp] {len(plan['cases'])} cases in one GIMP session: {seconds:.0f} s", flush=True)
     log = proc.stdout + proc.stderr
@@ -200,7 +232,10 @@ def gimp_run():
 @pytest.fixture
 def case(gimp_run, request) -> Case:
     inst, _ = gimp_run
-    return Case(inst.work / "out" / request.param)
+    folder = inst.work / "out" / request.param
+    if os.environ.get(ONLY_ENV) and not folder.is_dir():
+        pytest.skip(f"case {request.param} not in ${ONLY_ENV}")
+    return Case(folder)
 
 
 def cases_param(*ids: str):
@@ -211,6 +246,7 @@ def assert_untouched(c: Case) -> None:
     assert c.report["original_unchanged"], "the original layer's pixels changed"
     assert c.report["tree"] == c.report["tree_before"], "layers were added or changed"
     assert len(c.report["channels"]) == c.report["channels_before"], "channels were added"
+    assert len(c.report["paths"]) == c.report["paths_before"], "paths were added"
 
 
 # ------------------------------------------------------------------------- select person ---
@@ -244,6 +280,20 @@ def test_only_persons_inside_selection(case: Case) -> None:
     assert everyone[:, :100].sum() > 2000 and (case.selection[:, :100] >= 128).sum() == 0
     x, y, w, h = WOMAN_BOX
     assert (case.selection[y : y + h, x : x + w] >= 128).any()
+
+
+@cases_param("inside_group")
+def test_select_one_person_of_a_group(case: Case) -> None:
+    """Three people, a box inside the leftmost: just that person, with the product's min_pose_score."""
+    assert case.report["status"] == "success", case.report["message"]
+    multi = case.multi
+    assert build_settings(DEFAULTS).min_pose_score == 0.25 and len(multi.persons) == 3
+    expected = persons_overlapping(multi.person_mask, case.selection_before, multi.instance_map)
+    assert iou(case.selection, expected) >= 0.99
+    chosen = case.selection >= 128
+    assert iou(chosen.astype(np.uint8) * 255, multi.persons[0].mask) >= 0.95
+    assert not (chosen & (multi.instance_map == 3)).any()  # the rightmost person is not selected
+    assert case.report["original_unchanged"] and case.report["tree"] == case.report["tree_before"]
 
 
 # -------------------------------------------------------------------------- select parts ---
@@ -285,6 +335,70 @@ def test_parts_to_layers(case: Case) -> None:
         assert iou(placed, expected) >= 0.99, name
     assert iou(case.channel("person"), case.place(case.core.person_mask)) >= 0.99
     assert r["original_unchanged"]
+
+
+# ---------------------------------------------------------------------- persons to layers ---
+@cases_param("persons", "persons_one", "persons_offset")
+def test_persons_to_layers(case: Case) -> None:
+    """A group "Persons: LAYER" with "Person 1".."Person N" left to right, the same masks as
+    channels, each equal to the core's per-person mask; the selection and pixels untouched."""
+    r = case.report
+    assert r["status"] == "success", r["message"]
+    assert r["menu_paths"] == ["<Image>/Layer"] and len(r["help"]) > 100
+    persons = case.multi.persons
+    assert len(persons) == (1 if r["id"] == "persons_one" else 3)
+    names = [f"Person {p.index}" for p in persons]
+    new = case.new_layers()
+    (group,) = [e for e in new if e["group"]]
+    assert group["name"] == "Persons: " + r["layer"]["name"] and group["parent"] is None
+    children = [e for e in new if e["parent"] == group["name"]]
+    assert [e["name"] for e in children] == names and len(new) == len(persons) + 1
+    assert [c["name"] for c in r["channels"]] == names and r["channels_before"] == 0
+    centroids = []
+    for p, e in zip(persons, children, strict=True):
+        expected = case.place(p.mask)
+        assert iou(case.channel(e["name"]), expected) >= 0.99, e["name"]
+        alpha = np.load(case.dir / "layers" / f"{e['id']}.npy")[..., 3]
+        placed = np.zeros_like(expected)
+        placed[e["y"] : e["y"] + e["h"], e["x"] : e["x"] + e["w"]] = alpha
+        assert iou(placed, expected) >= 0.99, e["name"]
+        centroids.append(np.nonzero(placed >= 128)[1].mean())
+    assert centroids == sorted(centroids)  # numbered left to right
+    assert r["original_unchanged"] and not r["paths"]
+    assert np.array_equal(case.selection, case.selection_before)
+
+
+# ---------------------------------------------------------------------------- pose to path ---
+@cases_param("pose_path", "pose_path_offset")
+def test_pose_to_path(case: Case) -> None:
+    """One path "Pose k" per person with a confident pose; one open two-point stroke per confident
+    skeleton segment, its ends within 1 px of the core's keypoints (in canvas coordinates)."""
+    r = case.report
+    assert r["status"] == "success", r["message"]
+    min_score = build_settings(DEFAULTS).min_keypoint_score
+    expected = [(p.index, skeleton(p.pose, min_score)) for p in case.multi.persons]
+    expected = [(i, bones) for i, bones in expected if bones]
+    assert len(expected) == 3
+    assert [p["name"] for p in r["paths"]] == [f"Pose {i}" for i, _ in expected]
+    dx, dy = r["layer"]["x"], r["layer"]["y"]
+    for path, (_, bones) in zip(r["paths"], expected, strict=True):
+        assert path["visible"] and len(path["strokes"]) == len(bones)
+        for stroke, ((x0, y0), (x1, y1)) in zip(path["strokes"], bones, strict=True):
+            assert stroke["type"] == "bezier" and not stroke["closed"]
+            pts = np.array(stroke["points"]).reshape(-1, 2)  # (handle, anchor, handle) per end
+            assert len(pts) == 6
+            assert np.abs(pts[:3] - (x0 + dx, y0 + dy)).max() <= 1.0
+            assert np.abs(pts[3:] - (x1 + dx, y1 + dy)).max() <= 1.0
+    assert r["original_unchanged"] and r["tree"] == r["tree_before"]
+    assert len(r["channels"]) == r["channels_before"] and case.report["selection_empty"]
+
+
+@cases_param("nobody_persons", "nobody_pose")
+def test_group_procedures_on_a_photo_without_people(case: Case) -> None:
+    r = case.report
+    assert r["status"] == "execution-error"
+    assert r["message"].startswith(f"No person found in '{r['layer']['name']}'") and "\n" not in r["message"]
+    assert_untouched(case) and r["selection_empty"]
 
 
 # ------------------------------------------------------------------- person to layer mask ---

@@ -2,8 +2,9 @@
 # Reads a plan (JSON, path in $BODYPIX_GIMP_PLAN): a list of cases, each "load a photo,
 # prepare the image (mode, offsets, group, selection), call one bodypix procedure". For every
 # case it writes <out>/<id>/: source.npy (the pixels the plug-in saw), selection.npy,
-# channels/*.npy, layers/*.npy (alpha), tree.json (layers, channels, status, message,
-# timing, whether the original layer's pixels changed). Checks are made by the pytest side.
+# channels/*.npy, layers/*.npy (alpha), tree.json (layers, channels, paths with their strokes'
+# control points, status, message, timing, whether the original layer's pixels changed).
+# Checks are made by the pytest side.
 import json
 import os
 import signal
@@ -187,6 +188,7 @@ def run_case(case):
         native_before = get_bytes(layer, None)
     n_channels_before = len(image.get_channels())
     rep["tree_before"] = tree(image)
+    rep["paths_before"] = len(image.get_paths())
 
     proc = Gimp.get_pdb().lookup_procedure(case["proc"])
     if proc is None:
@@ -236,6 +238,13 @@ def run_case(case):
         np.save(os.path.join(d, "channels", f), get_np(ch, mask_format(ch), 1)[..., 0])
         rep["channels"].append({"name": ch.get_name(), "file": f, "visible": ch.get_visible()})
     rep["channels_before"] = n_channels_before
+    rep["paths"] = []
+    for path in image.get_paths():
+        strokes = []
+        for sid in path.get_strokes():
+            kind, points, closed = path.stroke_get_points(sid)
+            strokes.append({"type": kind.value_nick, "points": list(points), "closed": bool(closed)})
+        rep["paths"].append({"name": path.get_name(), "visible": path.get_visible(), "strokes": strokes})
     mask = layer.get_mask()
     if mask is not None:
         np.save(os.path.join(d, "layer_mask.npy"), get_np(mask, mask_format(mask), 1)[..., 0])
