@@ -141,27 +141,6 @@ def install_env(layout: Layout, record: dict, editable: bool = False) -> None:
         [str(layout.python), "-c", "import bodypix_gimp.worker, onnxruntime"],
         "importing the installed package",
     )
-    add_manifest(layout)
-
-
-def add_manifest(layout: Layout) -> None:
-    """Give the installed package its model manifest (``bodypix_gimp/data/manifest.json``).
-
-    The core reads the manifest from the checkout's ``models/`` or, installed, from the
-    package's ``data/`` folder, which the wheel does not fill (setuptools cannot package a
-    file from outside the package folder); so the installer puts it there. A no-op once
-    the wheel ships it.
-    """
-    code = "import bodypix_gimp, os; print(os.path.dirname(bodypix_gimp.__file__))"
-    proc = subprocess.run([str(layout.python), "-c", code], capture_output=True, text=True)
-    pkg = Path(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 and proc.stdout.strip() else None
-    if pkg is None or pkg.resolve() == (ROOT / "core" / "bodypix_gimp").resolve():
-        return  # editable install: the checkout's models/ is found directly
-    data = pkg / "data"
-    for f in ("manifest.json", "LICENSES.md"):
-        if (ROOT / "models" / f).is_file() and not (data / f).is_file():
-            data.mkdir(exist_ok=True)
-            shutil.copyfile(ROOT / "models" / f, data / f)
 
 
 SETUP_MODELS = r"""
