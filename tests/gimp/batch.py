@@ -290,6 +290,22 @@ def run_case(case):
         Gimp.context_set_stroke_method(Gimp.StrokeMethod.LINE)  # no brushes with gimp -d
         Gimp.context_set_line_width(max(2.0, image.get_width() / 400))
         ink.edit_stroke_selection()
+    if case.get("stroke_paths"):  # draw every path (Pose to Path) on a new top layer
+        ink = Gimp.Layer.new(
+            image,
+            "skeleton",
+            image.get_width(),
+            image.get_height(),
+            Gimp.ImageType.RGBA_IMAGE,
+            100.0,
+            Gimp.LayerMode.NORMAL,
+        )
+        image.insert_layer(ink, None, 0)
+        Gimp.context_set_foreground(Gegl.Color.new(case["stroke_paths"]))
+        Gimp.context_set_stroke_method(Gimp.StrokeMethod.LINE)
+        Gimp.context_set_line_width(max(3.0, image.get_width() / 200))
+        for path in image.get_paths():
+            ink.edit_stroke_item(path)
     if os.path.exists(os.path.join(d, "dialog.xwd")):  # GIMP reads XWD: save the screen as PNG
         shot = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, gfile(os.path.join(d, "dialog.xwd")))
         Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, shot, gfile(os.path.join(d, "dialog.png")), None)

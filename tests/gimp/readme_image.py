@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """The README picture, made by a real headless GIMP 3 run of the installed plug-in:
 Body Parts to Layers (coloured part map at 50 %) and Select Person (outline stroked in
-magenta) on a P3M demo portrait (MIT), flattened and exported by GIMP; and a screenshot of
-the Select Body Parts dialog in a virtual display.
+magenta) on a P3M demo portrait (MIT), flattened and exported by GIMP; a screenshot of
+the Select Body Parts dialog in a virtual display; and a group photo with Persons to Layers
+(one colour per person) and Pose to Path (the paths stroked in white).
 
     python tests/gimp/readme_image.py [--out docs/images/gimp-bodypix.jpg]
                                       [--dialog docs/images/gimp-dialog-parts.png]
+                                      [--group-out docs/images/gimp-persons.jpg]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 PHOTO = harness.SHARED / "eval" / "p3m_demo_pseudo" / "images" / "p_09ba26b4.jpg"
+GROUP = harness.SHARED / "eval" / "human_seg_300" / "images" / "266.jpg"  # three people
 
 
 def main() -> int:
@@ -26,6 +29,8 @@ def main() -> int:
     ap.add_argument("--dialog", default=str(harness.ROOT / "docs" / "images" / "gimp-dialog-parts.png"))
     ap.add_argument("--photo", default=str(PHOTO))
     ap.add_argument("--width", type=int, default=960)
+    ap.add_argument("--group-out", default=str(harness.ROOT / "docs" / "images" / "gimp-persons.jpg"))
+    ap.add_argument("--group-photo", default=str(GROUP))
     args = ap.parse_args()
     harness.ensure_gimp()
     inst = harness.make_install(harness.ROOT / ".cache" / "gimp-readme")
@@ -47,6 +52,23 @@ def main() -> int:
     img = img.resize((args.width, round(img.height * args.width / img.width)), Image.Resampling.LANCZOS)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out, quality=88)
+    print(f"wrote {out} ({img.width}x{img.height}, {out.stat().st_size // 1024} KiB)")
+
+    group = {
+        "id": "group",
+        "image": args.group_photo,
+        "proc": "plug-in-bodypix-persons-to-layers",
+        "also": [{"proc": "plug-in-bodypix-pose-to-path"}],
+        "stroke_paths": "#ffffff",
+        "export": "group.png",
+    }
+    proc, _ = inst.batch({"out": str(inst.work / "out"), "empty_models": "", "cases": [group]})
+    if proc.returncode != 0:
+        print((proc.stdout + proc.stderr)[-3000:])
+        return 1
+    img = Image.open(inst.work / "out" / "group" / "group.png").convert("RGB")
+    out = Path(args.group_out)
     img.save(out, quality=88)
     print(f"wrote {out} ({img.width}x{img.height}, {out.stat().st_size // 1024} KiB)")
 
