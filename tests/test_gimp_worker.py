@@ -285,3 +285,20 @@ def test_group_ops_on_a_photo_without_people(tmp_path, two_people, op, models_di
     assert code == 2 and lines[-1]["kind"] == "empty"
     assert lines[-1]["error"].startswith("No person found in 'Background'") and "\n" not in lines[-1]["error"]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_person_pixels_but_no_people_told_apart(tmp_path, two_people, core) -> None:
+    """A mask with no person instance (a result made without multi-person decoding): the two
+    group procedures say so in one line instead of adding empty layers or paths."""
+    from bodypix_gimp.worker import Output, Request, WorkerError, persons_to_items, pose_paths
+
+    assert core.found_person and not core.persons
+    h, w = two_people.shape[:2]
+    req = Request(op="persons-to-layers", width=w, height=h, source_rect=(0, 0, w, h), target_rect=(0, 0, w, h),
+                  label="Background")  # fmt: skip
+    out = Output(str(tmp_path / "out"), (0, 0))
+    for call_op in (lambda: persons_to_items(core, out, req, (0, 0, w, h), (0, 0)), lambda: pose_paths(core, req, 0.3)):
+        with pytest.raises(WorkerError, match="could not tell people apart") as e:
+            call_op()
+        assert e.value.kind == "empty" and "Nothing was changed" in str(e.value)
+    assert not out.items and not any((tmp_path / "out").iterdir())
