@@ -114,9 +114,14 @@ def tree(image):
 
 
 def kill_plugin(delay, rep):
-    """Wait for the bodypix plug-in process, let it work for ``delay`` s, then SIGKILL it."""
-    deadline = time.time() + 20
-    while time.time() < deadline:
+    """Wait for the bodypix plug-in process this call starts, let it work for ``delay`` s, then SIGKILL it.
+
+    Plug-in processes that already exist (an earlier call still exiting) are left alone: killing
+    one of those would let this call succeed and make the test meaningless.
+    """
+
+    def plugin_pids():
+        pids = set()
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
@@ -125,10 +130,19 @@ def kill_plugin(delay, rep):
             except OSError:
                 continue
             if b"plug-ins/bodypix/bodypix.py" in cmd:
-                time.sleep(delay)
-                os.kill(int(pid), signal.SIGKILL)
-                rep["killed_pid"] = int(pid)
-                return
+                pids.add(int(pid))
+        return pids
+
+    before = plugin_pids()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        new = plugin_pids() - before
+        if new:
+            time.sleep(delay)
+            pid = min(new)
+            os.kill(pid, signal.SIGKILL)
+            rep["killed_pid"] = pid
+            return
         time.sleep(0.005)
 
 

@@ -259,6 +259,8 @@ def targets(result: DatasetResult, config: str = "default") -> list[tuple[str, b
                 "worse on " + ", ".join(worse) if worse else "all better",
             )
         )
+    if not any(r in result.configs for r in RAW_CONFIGS):
+        return out
     reg = regressions(result, config)
     out.append(
         (

@@ -67,6 +67,9 @@ def refine_timings(
 
 
 def timing_table(rows: list[dict[str, float | str]]) -> str:
-    lines = [f"{'method':14s} {'MP':>6s} {'median ms':>10s} {'min ms':>8s}"]
-    lines += [f"{r['method']:14s} {r['megapixels']:6.2f} {r['median_ms']:10.0f} {r['min_ms']:8.0f}" for r in rows]
+    lines = [f"{'method':14s} {'MP':>6s} {'median ms':>10s} {'min ms':>8s} {'CPU ms':>8s}"]
+    lines += [
+        f"{r['method']:14s} {r['megapixels']:6.2f} {r['median_ms']:10.0f} {r['min_ms']:8.0f} {r['cpu_ms']:8.0f}"
+        for r in rows
+    ]
     return "\n".join(lines)
