@@ -7,7 +7,7 @@ edge method.  Writes ``eval.json``, ``eval.md`` and overlays of the worst photos
 ``--out`` and prints the table.  Full run (README):
 
     bodypix-gimp eval ../shared/eval/human_seg_300 ../shared/eval/p3m_demo_pseudo \\
-        ../shared/eval/cihp_samples ../shared/eval/seed --methods --out out/eval
+        ../shared/eval/cihp_samples ../shared/eval/seed/jim.jpg --methods --out out/eval
 """
 
 from __future__ import annotations
