@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluate_hands import hand_row, hands_from_info
 from ..models import RuntimeOptions
 from ..settings import ConfigError, Settings, default_settings
 from . import metrics
@@ -34,13 +35,15 @@ class Config:
     settings: Settings | None = None
     model: str | None = None  # "rvm" or "selfie"
 
-    def run(self, rgb: np.ndarray, runtime: RuntimeOptions) -> tuple[np.ndarray, np.ndarray | None]:
-        """(person mask uint8 0..255, part map or None) for one photo."""
+    def run(
+        self, rgb: np.ndarray, runtime: RuntimeOptions
+    ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+        """(person mask uint8 0..255, part map or None, the pipeline's ``info``) for one photo."""
         if self.settings is not None:
             from ..pipeline import segment
 
             res = segment(rgb, self.settings, runtime)
-            return res.person_mask, res.part_map
+            return res.person_mask, res.part_map, res.info
         from ..refine import matting
 
         if self.model == "rvm":
@@ -49,7 +52,7 @@ class Config:
             prob = matting.selfie_probability(rgb, runtime)
         else:
             raise ConfigError(f"Unknown peer model {self.model!r}. Should be one of rvm, selfie")
-        return np.where(prob > 0.5, np.uint8(255), np.uint8(0)), None
+        return np.where(prob > 0.5, np.uint8(255), np.uint8(0)), None, {}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -172,12 +175,14 @@ def evaluate(
             rgb = sample.image()
             if on_image:
                 on_image(ds, sample.name)
+            hands: list[dict[str, Any]] = []
+            scored: list[tuple[dict[str, Any], np.ndarray]] = []
             for c in configs:
                 if c.name not in warmed:
                     c.run(rgb, runtime)  # load sessions outside the timing
                     warmed.add(c.name)
                 t0 = time.perf_counter()
-                mask, parts = c.run(rgb, runtime)
+                mask, parts, info = c.run(rgb, runtime)
                 ms = (time.perf_counter() - t0) * 1000.0
                 row: dict[str, Any] = {
                     "name": sample.name,
@@ -185,6 +190,9 @@ def evaluate(
                     "megapixels": rgb.shape[0] * rgb.shape[1] / 1e6,
                 }
                 pred = mask >= 128
+                if not hands and c.settings is not None and c.settings.fingers:
+                    hands = hands_from_info(info)  # the hands the finger stage found score every config
+                scored.append((row, pred))
                 if sample.gt is not None:
                     row.update(metrics.score(pred, sample.gt, sample.band))
                     if sample.alpha is not None:
@@ -205,6 +213,9 @@ def evaluate(
                     heapq.heappush(res.worst, item)
                 elif limit:
                     heapq.heappushpop(res.worst, item)
+            if sample.gt is not None:
+                for row, pred in scored:  # hand-box IoU, recall and fingertips (NaN without hands)
+                    row.update(hand_row(pred, sample.gt, hands))
         results.append(DatasetResult(ds, per))
     return results
 

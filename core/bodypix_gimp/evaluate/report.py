@@ -23,6 +23,8 @@ COLUMNS = (
     ("band_iou", "band IoU", "{:.3f}"),
     ("alpha_mae_band", "alpha MAE band", "{:.3f}"),
     ("parts_iou", "parts IoU", "{:.3f}"),
+    ("hand_iou", "hand IoU", "{:.3f}"),
+    ("hand_tips", "tips in", "{:.3f}"),
     ("ms", "ms/img", "{:.0f}"),
 )
 TRUTH_COLOR = (0, 255, 0)
