@@ -17,6 +17,7 @@ SUBCOMMANDS = [
     "bodypix_gimp.setup_models",
     "bodypix_gimp.bench",
     "bodypix_gimp.cli_eval",
+    "bodypix_gimp.evaluate.persons",
     "bodypix_gimp.cli_hands",
 ]
 

@@ -62,7 +62,7 @@ class Settings:
     # Also split the person mask into people (Result.persons), as body-pix segmentMultiPerson.
     multi_person: bool = False
     # Lowest pose score that makes a person instance (body-pix's minPoseScore, which it sets
-    # to score_threshold: None).  0.25 finds more people in group photos (scripts/eval_persons.py).
+    # to score_threshold: None).  0.25 finds more people in group photos (bodypix-gimp eval-persons).
     min_pose_score: float | None = None
 
     def __post_init__(self) -> None:
@@ -192,7 +192,7 @@ PRODUCT_DEFAULTS: dict[str, Any] = {
     # background), +0.9 over fusion edges (+2.9); `bodypix-gimp hands eval`.
     "fingers": True,
     # Group photos: poses from 0.25 become people (body-pix: 0.4); 19 group photos, 51 people:
-    # missed 14 -> 5, extra 1 -> 1 (scripts/eval_persons.py --product).
+    # missed 14 -> 5, extra 1 -> 1 (bodypix-gimp eval-persons --product).
     "min_pose_score": 0.25,
 }
 

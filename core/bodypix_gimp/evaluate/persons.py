@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Measure person instances (``Settings(multi_person=True)``) on the shared evaluation photos.
 
 Prints, and writes as JSON + markdown (default ``reports/persons.{json,md}``):
@@ -16,7 +15,7 @@ Prints, and writes as JSON + markdown (default ``reports/persons.{json,md}``):
 * time per photo: the one-person pipeline (``multi_person=False``) vs with instances, same
   process, interleaved, median over the natural group photos.
 
-Usage: BODYPIX_MODELS=../shared/models python scripts/eval_persons.py [--quick] [--out DIR]
+Usage: ``bodypix-gimp eval-persons [--quick] [--product] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -31,10 +30,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from bodypix_gimp import Settings, load_image, segment
-from scipy.optimize import linear_sum_assignment
 
-ROOT = Path(__file__).resolve().parents[1]
+from ..imageio import load_image
+from ..pipeline import segment
+from ..settings import Settings
+
+ROOT = Path(__file__).resolve().parents[3]
 EVAL = Path(os.environ.get("BODYPIX_SHARED", ROOT.parent / "shared")) / "eval"
 HS = EVAL / "human_seg_300"
 CIHP = EVAL / "cihp_samples"
@@ -73,6 +74,9 @@ def compose(names: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def match(ours: list[np.ndarray], truth: list[np.ndarray]) -> list[float]:
+    """IoU of each Hungarian-matched (ours, truth) pair."""
+    from scipy.optimize import linear_sum_assignment  # the [eval] extra
+
     if not ours or not truth:
         return []
     iou = np.array([[np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1) for b in truth] for a in ours])
@@ -179,18 +183,26 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(ROOT / "reports"), help="folder for persons.json and persons.md")
-    ap.add_argument("--quick", action="store_true", help="a fifth of the one-person photos, fewer composed rows")
-    ap.add_argument("--repeat", type=int, default=3, help="timing repeats")
-    ap.add_argument("--model", default=None, help="model name (default: Settings())")
-    ap.add_argument("--product", action="store_true",
-                    help="also the product pipeline (edge refinement, fingers) with min_pose_score 0.25")
-    args = ap.parse_args(argv)
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval-persons", help="measure person instances (group photos) on the shared eval photos",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="reports", help="folder for persons.json and persons.md")
+    p.add_argument("--quick", action="store_true", help="a fifth of the one-person photos, fewer composed rows")
+    p.add_argument("--repeat", type=int, default=3, help="timing repeats")
+    p.add_argument("--model", default=None, help="model name (default: Settings())")
+    p.add_argument("--product", action="store_true",
+                   help="also the product pipeline (edge refinement, fingers) with min_pose_score 0.25")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (HS / "images").is_dir():
+        from ..settings import ConfigError
+
+        raise ConfigError(f"Evaluation photos not found in {EVAL}; set BODYPIX_SHARED to the folder holding eval/")
     base = Settings(multi_person=True)
     if args.model:
-        from bodypix_gimp.settings import parse_model_name
+        from ..settings import parse_model_name
 
         base = base.replace(**parse_model_name(args.model))
     tuned = base.replace(min_pose_score=0.25)
@@ -200,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             {"label": f"min_pose_score {tuned.min_pose_score} (more people from the same decoded poses)",
              **evaluate(tuned, args.quick)}]
     if args.product:
-        from bodypix_gimp.settings import PRODUCT_DEFAULTS
+        from ..settings import PRODUCT_DEFAULTS
 
         product = tuned.replace(**PRODUCT_DEFAULTS)
         runs.append({"label": f"product pipeline ({PRODUCT_DEFAULTS}) with min_pose_score 0.25",
@@ -214,7 +226,3 @@ def main(argv: list[str] | None = None) -> int:
     (out / "persons.md").write_text(text)
     print(f"Wrote {out / 'persons.json'} and {out / 'persons.md'}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
