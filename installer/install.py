@@ -131,8 +131,10 @@ def install_env(layout: Layout, record: dict, editable: bool = False) -> None:
         say(f"creating the Python environment in {layout.venv}")
         run([sys.executable, "-m", "venv", str(layout.venv)], "python -m venv")
     record["dirs"].append(str(layout.venv))
-    say("installing bodypix-gimp and its libraries into it (onnxruntime, numpy, pillow, opencv)")
-    target = ["-e", str(ROOT)] if editable else [str(ROOT)]
+    say("installing bodypix-gimp and its libraries into it (onnxruntime, numpy, pillow, opencv, onnx)")
+    # [convert] brings the onnx package: converting the downloaded official TF.js weights needs it.
+    spec = f"{ROOT}[convert]"
+    target = ["-e", spec] if editable else [spec]
     run(
         [str(layout.python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *target],
         "pip install",
