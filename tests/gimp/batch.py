@@ -7,7 +7,6 @@
 # Checks are made by the pytest side.
 import json
 import os
-import signal
 import threading
 import time
 import traceback
@@ -113,37 +112,55 @@ def tree(image):
     return walk(image.get_layers(), None)
 
 
-def kill_plugin(delay, rep):
-    """Wait for the bodypix plug-in process this call starts, let it work for ``delay`` s, then SIGKILL it.
+KILLER = r"""
+import os, signal, sys, time
+delay = float(sys.argv[1])
 
-    Plug-in processes that already exist (an earlier call still exiting) are left alone: killing
-    one of those would let this call succeed and make the test meaningless.
-    """
-
-    def plugin_pids():
-        pids = set()
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
+def plugin_pids():
+    pids = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
             try:
-                cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+                if b"plug-ins/bodypix/bodypix.py" in open(f"/proc/{pid}/cmdline", "rb").read():
+                    pids.add(int(pid))
             except OSError:
-                continue
-            if b"plug-ins/bodypix/bodypix.py" in cmd:
-                pids.add(int(pid))
-        return pids
+                pass
+    return pids
 
-    before = plugin_pids()
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        new = plugin_pids() - before
-        if new:
-            time.sleep(delay)
-            pid = min(new)
-            os.kill(pid, signal.SIGKILL)
-            rep["killed_pid"] = pid
-            return
-        time.sleep(0.005)
+before = plugin_pids()
+print("ready", flush=True)
+deadline = time.time() + 20
+while time.time() < deadline:
+    new = plugin_pids() - before
+    if new:
+        time.sleep(delay)
+        pid = min(new)
+        os.kill(pid, signal.SIGKILL)
+        print(pid, flush=True)
+        break
+    time.sleep(0.005)
+"""
+
+
+def start_killer(delay):
+    """The user cancels: a separate process waits for the plug-in process this call starts,
+    lets it work for ``delay`` s, then SIGKILLs it (as GIMP does on cancel).
+
+    A separate process, not a thread: the PDB call holds this interpreter's GIL until it
+    returns, so a thread here would only run after the call (and kill the next one).
+    Plug-in processes that already exist are left alone.
+    """
+    import subprocess
+    import sys
+
+    killer = subprocess.Popen([sys.executable, "-c", KILLER, str(delay)], stdout=subprocess.PIPE, text=True)
+    killer.stdout.readline()  # "ready": the list of earlier plug-in processes is taken
+    return killer
+
+
+def killed_pid(killer):
+    out, _ = killer.communicate(timeout=30)
+    return int(out.split()[0]) if out.strip() else None
 
 
 def drive_dialog(title, rep, folder):
@@ -223,7 +240,7 @@ def run_case(case):
         cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
         threading.Thread(target=drive_dialog, args=(case["interactive"], rep, d), daemon=True).start()
     if case.get("kill_after_ms"):  # the user cancels: GIMP kills the plug-in process
-        threading.Thread(target=kill_plugin, args=(case["kill_after_ms"] / 1000, rep), daemon=True).start()
+        killer = start_killer(case["kill_after_ms"] / 1000)
     t0 = time.perf_counter()
     try:
         res = proc.run(cfg)
@@ -233,6 +250,8 @@ def run_case(case):
     rep["seconds"] = time.perf_counter() - t0
     status = res.index(0)
     rep["status"] = status.value_nick
+    if case.get("kill_after_ms"):
+        rep["killed_pid"] = killed_pid(killer)
     rep["message"] = res.index(1) if res.length() > 1 and status != Gimp.PDBStatusType.SUCCESS else ""
     if case.get("timing_only"):  # benchmark: no array dumps
         _, non_empty, *_ = Gimp.Selection.bounds(image)
