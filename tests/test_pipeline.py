@@ -128,3 +128,15 @@ def test_missing_models_folder_is_a_clear_error(tmp_path):
         segment(np.zeros((20, 20, 3), np.uint8), Settings(multiplier=1.0, quant_bytes=4),
                 RuntimeOptions(models=str(tmp_path)))
     assert EVAL.is_dir()
+
+
+def test_missing_helper_model_names_the_stage_and_how_to_skip_it(tmp_path, models_dir, astronaut):
+    (tmp_path / "bodypix").mkdir()
+    (tmp_path / "bodypix" / "onnx").symlink_to(models_dir / "bodypix" / "onnx")
+    (tmp_path / "selfie_segmentation").symlink_to(models_dir / "selfie_segmentation")
+    runtime = RuntimeOptions(models=str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match=r"Edge refinement needs .*rvm.*--no-refine"):
+        segment(astronaut, Settings(refine="fusion"), runtime)
+    with pytest.raises(ModelNotFoundError, match=r"Finger recovery needs .*hand.*--no-fingers"):
+        segment(astronaut, Settings(fingers=True), runtime)
+    assert segment(astronaut, Settings(), runtime).found_person  # BodyPix alone still works

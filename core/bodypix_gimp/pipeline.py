@@ -14,7 +14,8 @@ Stages, each a plain array function so the evaluation harness can combine them f
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from . import decode
 from . import poses as poses_mod
 from .bodypix import BodyPixModel
 from .imageio import as_rgb
-from .models import RuntimeOptions
+from .models import ModelNotFoundError, RuntimeOptions
 from .result import Result
 from .settings import Settings
 
@@ -40,6 +41,16 @@ def get_model(settings: Settings, runtime: RuntimeOptions | None = None) -> Body
         model = _models[key] = BodyPixModel(settings, runtime)
     model.settings = settings  # inference knobs may differ between calls
     return model
+
+
+@contextmanager
+def _stage_needs_models(stage: str, how_to_skip: str) -> Iterator[None]:
+    """A helper model missing for an optional stage: say which stage needs it and how to skip it."""
+    try:
+        yield
+    except ModelNotFoundError as e:
+        message = f"{stage} needs a model that is missing: {e} To run without it: {how_to_skip}."
+        raise ModelNotFoundError(message) from None
 
 
 def segment(
@@ -89,13 +100,15 @@ def segment(
         report(0.55, "Refining edges")
         from .refine import edges
 
-        mask = edges.refine(rgb, prob, mask, settings, runtime)
+        with _stage_needs_models("Edge refinement", "--no-refine, or untick 'Refine edges' in GIMP"):
+            mask = edges.refine(rgb, prob, mask, settings, runtime)
         lap("refine")
     if settings.fingers:
         report(0.75, "Recovering fingers")
         from .refine import hands
 
-        mask, parts, hand_info = hands.recover_fingers(rgb, mask, parts, poses, settings, runtime)
+        with _stage_needs_models("Finger recovery", "--no-fingers, or untick 'Recover fingers' in GIMP"):
+            mask, parts, hand_info = hands.recover_fingers(rgb, mask, parts, poses, settings, runtime)
         info["hands"] = hand_info
         lap("fingers")
     missing = (mask >= 128) & (parts == 255)
