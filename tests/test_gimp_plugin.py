@@ -32,13 +32,7 @@ GROUP = EVAL / "human_seg_300" / "images" / "266.jpg"  # three people, the right
 LEFT_OF_GROUP = (220, 150, 60, 100)  # x, y, w, h: inside the leftmost of the three only
 ONLY_ENV = "BODYPIX_GIMP_ONLY"  # comma-separated case ids: run just those (developing one procedure)
 LARGE = EVAL / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"  # 1920x1080
-DEFAULTS = {
-    "quality": "fast",
-    "refine": True,
-    "fingers": True,
-    "threshold": 0.7,
-    "internal_resolution": "medium",
-}
+DEFAULTS = harness.PLUGIN_DEFAULTS
 SELECT = "plug-in-bodypix-select-person"
 PARTS = "plug-in-bodypix-select-parts"
 LAYERS = "plug-in-bodypix-parts-to-layers"

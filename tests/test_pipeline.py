@@ -51,7 +51,8 @@ def test_parts_lie_inside_the_person_and_cover_it(astronaut):
 
 
 def test_fast_part_argmax_equals_resampling_every_channel(jim):
-    out = get_model(Settings(internal_resolution="full")).run(jim)
+    full = Settings(internal_resolution="full")
+    out = get_model(full).run(jim, full)
     geo = out.geometry
     grid = dec.to_input_grid(out.part_heatmaps, geo)
     rows, cols = dec._crop_axes(geo, geo.height, geo.width)

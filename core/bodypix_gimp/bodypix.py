@@ -151,11 +151,13 @@ class BodyPixModel:
         if missing:
             raise models.ModelNotFoundError(f"{path} is not a BodyPix graph: no output for {sorted(missing)}")
 
-    def run(self, image: np.ndarray) -> BodyPixOutput:
-        """Forward pass on an HxWx3/4 uint8 photo."""
+    def run(self, image: np.ndarray, settings: Settings | None = None) -> BodyPixOutput:
+        """Forward pass on an HxWx3/4 uint8 photo; ``settings`` overrides the inference knobs
+        (internal resolution, input cap) of the ones the model was loaded with."""
+        settings = settings or self.settings
         h, w = image.shape[:2]
-        geo = plan_geometry(h, w, self.settings)
-        x = prepare_input(image, geo, self.settings.architecture)
+        geo = plan_geometry(h, w, settings)
+        x = prepare_input(image, geo, settings.architecture)
         heads = list(self.output_names)
         values = self.session.run([self.output_names[k] for k in heads], {self.input_name: x})
         out = {k: v[0].astype(np.float32, copy=False) for k, v in zip(heads, values, strict=True)}

@@ -14,7 +14,6 @@ import numpy as np
 
 from .bodypix import BodyPixOutput, Geometry
 from .resize import Axis, apply_cols, apply_rows, axis_matrix, crop_axis, resize_axis, strips
-from .result import KEYPOINT_NAMES, Keypoint, Pose
 
 STRIP_PIXELS = 1 << 19  # output pixels per strip for multi-channel work
 
@@ -196,18 +195,3 @@ def grid_to_image(geo: Geometry, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarr
     wy = y * scale_y - geo.pad_top
     wx = x * scale_x - geo.pad_left
     return wy * (geo.height / geo.work_height), wx * (geo.width / geo.work_width)
-
-
-def single_pose(out: BodyPixOutput) -> Pose:
-    """PoseNet single-pose decoding: per keypoint the heatmap argmax plus its short offset."""
-    heat, offsets = out.heatmaps, out.short_offsets
-    gh, gw, k = heat.shape
-    flat = heat.reshape(-1, k).argmax(axis=0)
-    gy, gx = np.divmod(flat, gw)
-    idx = np.arange(k)
-    scores = heat[gy, gx, idx]
-    y = gy * out.geometry.output_stride + offsets[gy, gx, idx]
-    x = gx * out.geometry.output_stride + offsets[gy, gx, idx + k]
-    iy, ix = grid_to_image(out.geometry, y.astype(np.float64), x.astype(np.float64))
-    kps = [Keypoint(KEYPOINT_NAMES[i], float(ix[i]), float(iy[i]), float(scores[i])) for i in range(k)]
-    return Pose(score=float(scores.mean()), keypoints=kps)

@@ -279,16 +279,13 @@ def bench(
     BodyPix runs once; the finger stage then runs ``repeats`` times on its output (after
     one warm-up that loads the hand models), so only the added cost is timed.
     """
-    from . import decode
-    from .pipeline import get_model
+    from .pipeline import segment
     from .refine import hands as hands_mod
 
     settings = (settings or default_settings()).replace(fingers=True)
-    out = get_model(settings, runtime).run(image)
-    prob = decode.person_probability(out)
-    parts = decode.part_argmax(out)
-    poses = [decode.single_pose(out)]
-    mask = np.where(prob > settings.segmentation_threshold, np.uint8(255), np.uint8(0))
+    # The finger stage's input as the pipeline hands it over, from raw BodyPix (the worst case).
+    raw = segment(image, settings.replace(fingers=False, refine="none"), runtime)
+    mask, parts, poses = raw.person_mask, raw.part_map, raw.poses
     _, _, info = hands_mod.recover_fingers(image, mask, parts, poses, settings, runtime)
     n = len([h for h in info["hands"] if "skipped" not in h])
     runs, cpu = [], []

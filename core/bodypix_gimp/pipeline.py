@@ -39,7 +39,6 @@ def get_model(settings: Settings, runtime: RuntimeOptions | None = None) -> Body
     model = _models.get(key)
     if model is None:
         model = _models[key] = BodyPixModel(settings, runtime)
-    model.settings = settings  # inference knobs may differ between calls
     return model
 
 
@@ -80,7 +79,7 @@ def segment(
     model = get_model(settings, runtime)
     lap("load")
     report(0.1, "Running BodyPix")
-    out = model.run(rgb)
+    out = model.run(rgb, settings)  # the cached model may have been loaded with other knobs
     lap("network")
     report(0.4, "Decoding masks")
     prob = decode.person_probability(out)

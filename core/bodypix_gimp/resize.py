@@ -28,9 +28,6 @@ class Axis:
     def __len__(self) -> int:
         return len(self.lo)
 
-    def take(self, start: int, stop: int) -> Axis:
-        return Axis(self.lo[start:stop], self.hi[start:stop], self.w[start:stop],
-                    None if self.valid is None else self.valid[start:stop])
 
 
 def _axis_from_positions(pos: np.ndarray, size: int, valid: np.ndarray | None = None) -> Axis:
@@ -80,16 +77,6 @@ def apply_cols(src: np.ndarray, ax: Axis) -> np.ndarray:
     if ax.valid is not None:
         out[:, ~ax.valid] = 0
     return out
-
-
-def resample(src: np.ndarray, rows: Axis, cols: Axis) -> np.ndarray:
-    """Separable bilinear resampling; the smaller intermediate is computed first.
-
-    TF interpolates along x then y; the order changes results only at float rounding.
-    """
-    if len(rows) * src.shape[1] <= src.shape[0] * len(cols):
-        return apply_cols(apply_rows(src, rows), cols)
-    return apply_rows(apply_cols(src, cols), rows)
 
 
 def axis_matrix(ax: Axis, in_size: int) -> np.ndarray:

@@ -49,13 +49,7 @@ print("CORE", json.dumps({"import_s": t1 - t0, "first_call_s": t2 - t1, "warm_s"
                           "stages_ms": {k: round(v, 1) for k, v in r.timings.items()},
                           "person_pixels": int((r.person_mask >= 128).sum())}))
 """
-DEFAULTS = {
-    "quality": "fast",
-    "refine": True,
-    "fingers": True,
-    "threshold": 0.7,
-    "internal_resolution": "medium",
-}
+DEFAULTS = harness.PLUGIN_DEFAULTS
 
 
 def make_photos(work: Path) -> dict[str, Path]:

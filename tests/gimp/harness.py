@@ -21,6 +21,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SHARED = Path(os.environ.get("BODYPIX_SHARED", ROOT.parent / "shared")).resolve()
 MODELS = Path(os.environ.get("BODYPIX_MODELS", SHARED / "models")).resolve()
+# The plug-in dialog's default values (gimp_plugin/bodypix/bodypix.py), as the worker receives them.
+PLUGIN_DEFAULTS = {
+    "quality": "fast", "refine": True, "fingers": True, "threshold": 0.7, "internal_resolution": "medium",
+}
 GIMP3 = Path(os.environ.get("BODYPIX_GIMP3_DIR", ROOT / ".cache" / "gimp3")).resolve()
 PIP_CACHE = ROOT / ".cache" / "pip-gimp3"
 # Env vars of the host that must not leak into GIMP or the installer inside the rootfs.

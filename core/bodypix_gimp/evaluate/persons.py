@@ -38,7 +38,6 @@ from ..settings import Settings
 ROOT = Path(__file__).resolve().parents[3]
 EVAL = Path(os.environ.get("BODYPIX_SHARED", ROOT.parent / "shared")) / "eval"
 HS = EVAL / "human_seg_300"
-CIHP = EVAL / "cihp_samples"
 
 # People covered by each ground-truth mask, counted by eye (see the module docstring).
 GT_PEOPLE = {

@@ -42,7 +42,7 @@ def refine_timings(
     for mp in megapixels:
         photo = resize_to(rgb, mp)
         base = Settings()
-        out = get_model(base, runtime).run(photo)
+        out = get_model(base, runtime).run(photo, base)
         prob = decode.person_probability(out)
         mask = np.where(prob > base.segmentation_threshold, np.uint8(255), np.uint8(0))
         for m in methods:
