@@ -49,11 +49,13 @@ class ConversionError(ValueError):
 # --------------------------------------------------------------------------- weights
 
 
-def dequantize(raw: bytes, spec: dict[str, Any]) -> np.ndarray:
+def dequantize(raw: bytes, spec: dict[str, Any], float32_math: bool = False) -> np.ndarray:
     """Decode one weight from its bytes as tfjs ``io.decodeWeights`` does.
 
     uint8/uint16 affine quantisation is ``q * scale + min`` computed in double precision
     and stored as float32 (what tfjs does in JavaScript); float16 is widened to float32.
+    ``float32_math`` computes it in float32 instead, as tf2onnx does: the result can differ
+    by one float32 ulp, which is what reproducing a tf2onnx reference conversion needs.
     """
     shape = [int(s) for s in spec["shape"]]
     quant = spec.get("quantization")
@@ -65,7 +67,8 @@ def dequantize(raw: bytes, spec: dict[str, Any]) -> np.ndarray:
         if qtype == "float16":
             values = q.astype(np.float32)
         else:
-            values = q.astype(np.float64) * float(quant["scale"]) + float(quant["min"])
+            ftype = np.float32 if float32_math else np.float64
+            values = q.astype(ftype) * ftype(quant["scale"]) + ftype(quant["min"])
             if spec["dtype"] == "int32":
                 values = np.round(values)
         target = _PLAIN_DTYPES[spec["dtype"]]
@@ -87,7 +90,8 @@ def shard_paths(model_json: dict[str, Any]) -> list[str]:
     return [p for group in model_json.get("weightsManifest", []) for p in group["paths"]]
 
 
-def read_weights(model_json: dict[str, Any], folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def read_weights(model_json: dict[str, Any], folder: str | os.PathLike[str],
+                 float32_math: bool = False) -> dict[str, np.ndarray]:
     """All weights of a tfjs model: each manifest group is its shards concatenated, read in order."""
     out: dict[str, np.ndarray] = {}
     for group in model_json.get("weightsManifest", []):
@@ -106,7 +110,7 @@ def read_weights(model_json: dict[str, Any], folder: str | os.PathLike[str]) -> 
                     f"weight shards {group['paths']} are too short ({len(buf)} bytes) for {spec['name']}: "
                     "the download is truncated or the files do not belong to this model.json"
                 )
-            out[spec["name"]] = dequantize(buf[offset : offset + n], spec)
+            out[spec["name"]] = dequantize(buf[offset : offset + n], spec, float32_math)
             offset += n
         if offset != len(buf):
             raise ConversionError(
@@ -449,7 +453,11 @@ def build_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray], dilat
 
 
 def convert(model_json_path: str | os.PathLike[str], dilation: str = "fixed") -> Any:
-    """Read ``model-strideN.json`` and its shards beside it; return the ONNX ``ModelProto``."""
+    """Read ``model-strideN.json`` (or any supported tfjs graph) and its shards; return the ONNX ``ModelProto``.
+
+    Graphs with run-time shapes or conditionals (:data:`GRAPH_ONLY_OPS`, e.g. ``rvm.json``) go to
+    :func:`bodypix_gimp.convert_graph.build_graph_onnx`; ``dilation`` applies to BodyPix graphs only.
+    """
     path = Path(model_json_path)
     try:
         model_json = json.loads(path.read_text())
@@ -459,10 +467,30 @@ def convert(model_json_path: str | os.PathLike[str], dilation: str = "fixed") ->
     if not nodes:
         raise ConversionError(f"{path} has no nodes")
     try:
+        if needs_graph_converter(model_json):
+            from .convert_graph import build_graph_onnx
+
+            # float32 dequantisation as tf2onnx does: reproduces the reference RVM conversion
+            weights = read_weights(model_json, path.parent, float32_math=True)
+            return build_graph_onnx(model_json, weights, name=path.stem)
         weights = read_weights(model_json, path.parent)
         return build_onnx(model_json, weights, dilation=dilation, name=path.stem)
     except ConversionError as e:
         raise ConversionError(f"{path}: {e}") from None
+
+
+# Ops that only the general graph converter (convert_graph.py) handles: run-time shape
+# arithmetic, conditionals, splits and reductions.  A graph without any of them (BodyPix,
+# MediaPipe Selfie) keeps this module's NCHW conversion, so its output stays byte-identical.
+GRAPH_ONLY_OPS = frozenset({
+    "Switch", "Merge", "Shape", "StridedSlice", "Pack", "Slice", "Split", "SplitV", "Mean", "Cast",
+    "BroadcastTo", "FloorMod", "SpaceToBatchND", "BatchToSpaceND", "Squeeze", "Equal", "Square",
+})
+
+
+def needs_graph_converter(model_json: dict[str, Any]) -> bool:
+    """Whether a tfjs graph needs :mod:`bodypix_gimp.convert_graph` (e.g. Robust Video Matting)."""
+    return any(n["op"] in GRAPH_ONLY_OPS for n in model_json["modelTopology"]["node"])
 
 
 def convert_file(model_json_path: str | os.PathLike[str], out_path: str | os.PathLike[str],

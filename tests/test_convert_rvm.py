@@ -1,0 +1,191 @@
+"""The graph converter on Robust Video Matting: ``rvm.json`` -> ONNX against the reference conversion.
+
+Reference: ``shared/models/rvm/rvm_mobilenetv3.onnx`` (tensorflow + tf2onnx 1.17, its one
+conditional inlined to the general branch; see shared/models/rvm/README.md).  Both files run
+in onnxruntime on real photos at the ratios the project uses and at sizes that are not
+multiples of 32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from bodypix_gimp.convert import ConversionError, convert, convert_file, needs_graph_converter
+from conftest import MODELS, human_seg_pairs, load
+
+RVM_DIR = MODELS / "rvm"
+RVM_JSON = RVM_DIR / "tfjs" / "rvm.json"
+REFERENCE = RVM_DIR / "rvm_mobilenetv3.onnx"
+ALPHA_TOL = 1e-4  # measured: <= 3.1e-5 (float32 dequantisation as tf2onnx; see convert_graph)
+
+
+@pytest.fixture(scope="session")
+def rvm_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """rvm.json converted once per session (about 0.3 s)."""
+    return convert_file(RVM_JSON, tmp_path_factory.mktemp("rvm") / "rvm_mobilenetv3.onnx")
+
+
+@pytest.fixture(scope="session")
+def sessions(rvm_onnx: Path) -> tuple[ort.InferenceSession, ort.InferenceSession]:
+    cpu = ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(rvm_onnx), providers=cpu), ort.InferenceSession(str(REFERENCE), providers=cpu)
+
+
+def project_ratio(h: int, w: int) -> float:
+    """What ``refine.matting.rvm_alpha`` feeds for a photo of this size (within its pixel cap)."""
+    from bodypix_gimp.refine.matting import RVM_NETWORK_SIDE
+
+    return float(min(1.0, RVM_NETWORK_SIDE / max(h, w)))
+
+
+def feeds(rgb: np.ndarray, ratio: float) -> dict[str, np.ndarray]:
+    zero = np.zeros((1, 1, 1, 1), np.float32)
+    return {"src": (rgb.astype(np.float32) / 255.0)[None], "downsample_ratio:0": np.array([ratio], np.float32),
+            "r1i:0": zero, "r2i:0": zero, "r3i:0": zero, "r4i:0": zero}
+
+
+def compare(sessions, rgb: np.ndarray, ratio: float) -> tuple[float, float, float]:
+    """(max |pha diff|, max |fgr diff|, IoU of pha > 0.5) between converted and reference."""
+    new, ref = (dict(zip([o.name for o in s.get_outputs()], s.run(None, feeds(rgb, ratio)), strict=True))
+                for s in sessions)
+    h, w = rgb.shape[:2]
+    for name, r in ref.items():
+        assert new[name].shape == r.shape, name
+    assert ref["pha"].shape == (1, h, w, 1) and ref["fgr"].shape == (1, h, w, 3)
+    a, b = new["pha"][0, :, :, 0] > 0.5, ref["pha"][0, :, :, 0] > 0.5
+    assert 0.02 < b.mean() < 0.98  # a photo with both person and background
+    union = np.logical_or(a, b).sum()
+    iou = float(np.logical_and(a, b).sum() / union) if union else 1.0
+    return float(np.abs(new["pha"] - ref["pha"]).max()), float(np.abs(new["fgr"] - ref["fgr"]).max()), iou
+
+
+def test_rvm_goes_to_the_graph_converter_and_keeps_the_interface(rvm_onnx, sessions):
+    model_json = json.loads(RVM_JSON.read_text())
+    assert needs_graph_converter(model_json)
+    new, ref = sessions
+    # same names, same output order, same element types; src is NHWC with 3 channels
+    assert sorted(i.name for i in new.get_inputs()) == sorted(i.name for i in ref.get_inputs())
+    assert [o.name for o in new.get_outputs()] == [o.name for o in ref.get_outputs()]
+    assert [o.shape[3] for o in new.get_outputs()] == [o.shape[3] for o in ref.get_outputs()] == [64, 1, 3, 40, 20, 16]
+    src = next(i for i in new.get_inputs() if i.name == "src")
+    assert src.shape[3] == 3 and all(isinstance(d, str) for d in src.shape[:3])
+    assert {i.type for i in new.get_inputs()} == {"tensor(float)"}
+    m = onnx.load(str(rvm_onnx))
+    assert [(o.domain, o.version) for o in m.opset_import] == [("", 13)]
+    onnx.checker.check_model(m)
+
+
+def test_rvm_matches_reference_on_jim(sessions, jim):
+    """The seed photo (506x900) at the project's ratio and at 0.25 / 0.5 / 1.0."""
+    h, w = jim.shape[:2]
+    for ratio in (project_ratio(h, w), 0.25, 0.5, 1.0):
+        pha, fgr, iou = compare(sessions, jim, ratio)
+        print(f"jim {h}x{w} ratio {ratio:.3f}: max|pha| {pha:.2e} max|fgr| {fgr:.2e} IoU {iou:.6f}")
+        assert pha < ALPHA_TOL and fgr < 10 * ALPHA_TOL, (ratio, pha, fgr)
+        assert iou >= 0.9999, (ratio, iou)
+
+
+def test_rvm_matches_reference_at_odd_sizes(sessions, jim):
+    """Sizes that are not multiples of 32 (odd, prime) exercise the run-time crop/pad/resize arithmetic."""
+    for h, w, ratio in ((333, 517, 0.5), (401, 283, 0.37), (181, 243, 1.0)):
+        y, x = (jim.shape[0] - h) // 2, (jim.shape[1] - w) // 2  # centred: person and background
+        rgb = np.ascontiguousarray(jim[y : y + h, x : x + w])
+        pha, fgr, iou = compare(sessions, rgb, ratio)
+        print(f"jim crop {h}x{w} ratio {ratio}: max|pha| {pha:.2e} IoU {iou:.6f}")
+        assert pha < ALPHA_TOL and iou >= 0.9999, (h, w, ratio, pha, iou)
+
+
+@pytest.mark.slow
+def test_rvm_matches_reference_on_human_seg_300(sessions):
+    """30 real photos at the project's ratio and at 0.25 / 0.5 / 1.0."""
+    worst = {"pha": 0.0, "iou": 1.0}
+    for image, _ in human_seg_pairs(30):
+        rgb = load(image)
+        for ratio in sorted({project_ratio(*rgb.shape[:2]), 0.25, 0.5, 1.0}):
+            pha, _, iou = compare(sessions, rgb, ratio)
+            assert pha < ALPHA_TOL and iou >= 0.9999, (image.name, ratio, pha, iou)
+            worst = {"pha": max(worst["pha"], pha), "iou": min(worst["iou"], iou)}
+    print(f"human_seg_300 x30, 4 ratios: worst max|pha| {worst['pha']:.2e}, worst IoU {worst['iou']:.6f}")
+
+
+def converted_models_folder(folder: Path, rvm_onnx: Path) -> Path:
+    """A models folder like ../shared/models whose RVM is the converted file (checksum recorded)."""
+    folder.mkdir()
+    for sub in ("bodypix", "mediapipe_hands", "selfie_segmentation"):
+        (folder / sub).symlink_to(MODELS / sub, target_is_directory=True)
+    (folder / "rvm").mkdir()
+    shutil.copyfile(rvm_onnx, folder / "rvm" / "rvm_mobilenetv3.onnx")
+    digest = hashlib.sha256(rvm_onnx.read_bytes()).hexdigest()
+    (folder / "checksums.json").write_text(json.dumps({"rvm/rvm_mobilenetv3.onnx": digest}))
+    return folder
+
+
+def test_matting_runs_unchanged_on_the_converted_file(tmp_path, rvm_onnx, jim):
+    """``refine.matting.rvm_alpha`` (the project's caller) gives the same alpha with either file."""
+    from bodypix_gimp.models import RuntimeOptions
+    from bodypix_gimp.refine.matting import rvm_alpha
+
+    folder = converted_models_folder(tmp_path / "models", rvm_onnx)
+    new = rvm_alpha(jim, RuntimeOptions(models=str(folder), force_cpu=True))
+    ref = rvm_alpha(jim, RuntimeOptions(models=str(MODELS), force_cpu=True))
+    assert new.shape == ref.shape == jim.shape[:2]
+    assert float(np.abs(new - ref).max()) < ALPHA_TOL
+
+
+@pytest.mark.slow
+def test_fusion_refine_gives_the_same_person_mask(tmp_path, rvm_onnx, jim):
+    """The product's default edge refinement (BodyPix + Selfie + RVM fusion) with either RVM file."""
+    from bodypix_gimp.models import RuntimeOptions
+    from bodypix_gimp.pipeline import segment
+    from bodypix_gimp.settings import Settings
+    from conftest import iou
+
+    folder = converted_models_folder(tmp_path / "models", rvm_onnx)
+    photos = [jim] + [load(p) for p, _ in human_seg_pairs(3)]
+    for rgb in photos:
+        masks = [segment(rgb, Settings(refine=refine), RuntimeOptions(models=str(m), force_cpu=True)).person_mask
+                 for refine in ("fusion", "rvm") for m in (folder, MODELS)]
+        for new, ref in (masks[0:2], masks[2:4]):
+            assert (ref >= 128).any()
+            assert iou(new, ref) >= 0.999, iou(new, ref)
+
+
+def test_unsupported_op_names_file_and_node(tmp_path):
+    """A graph-converter op it does not know: a clear error with the file and the node, no output file."""
+    model_json = json.loads(RVM_JSON.read_text())
+    node = next(n for n in model_json["modelTopology"]["node"] if n["op"] == "Tanh")
+    node["op"] = "Softsign"
+    path = tmp_path / "rvm.json"
+    path.write_text(json.dumps(model_json))
+    (tmp_path / "rvm.bin").symlink_to(RVM_DIR / "tfjs" / "rvm.bin")
+    with pytest.raises(ConversionError, match=rf"{path}: node {node['name']}: op Softsign is not supported"):
+        convert_file(path, tmp_path / "out" / "rvm.onnx")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_data_dependent_conditional_is_refused(tmp_path):
+    """Only 'input == constant' fast paths are resolved; any other predicate is an error, not a guess."""
+    model_json = json.loads(RVM_JSON.read_text())
+    node = next(n for n in model_json["modelTopology"]["node"] if n["op"] == "Equal")
+    node["op"] = "Greater"
+    path = tmp_path / "rvm.json"
+    path.write_text(json.dumps(model_json))
+    (tmp_path / "rvm.bin").symlink_to(RVM_DIR / "tfjs" / "rvm.bin")
+    with pytest.raises(ConversionError, match=r"conditional on .* \(Greater\) is not a comparison with a constant"):
+        convert(path)
+
+
+def test_conversion_is_deterministic_and_quick(tmp_path, rvm_onnx):
+    start = time.perf_counter()
+    again = convert_file(RVM_JSON, tmp_path / "again.onnx")
+    seconds = time.perf_counter() - start
+    print(f"rvm.json converted in {seconds:.2f} s")
+    assert again.read_bytes() == rvm_onnx.read_bytes()
