@@ -24,7 +24,7 @@ from conftest import MODELS, human_seg_pairs, load
 RVM_DIR = MODELS / "rvm"
 RVM_JSON = RVM_DIR / "tfjs" / "rvm.json"
 REFERENCE = RVM_DIR / "rvm_mobilenetv3.onnx"
-ALPHA_TOL = 1e-4  # measured: <= 3.1e-5 (float32 dequantisation as tf2onnx; see convert_graph)
+ALPHA_TOL = 1e-5  # measured: 0.0 (bit-identical); tfjs-style float64 dequantisation would give 3e-4
 
 
 @pytest.fixture(scope="session")

@@ -202,6 +202,7 @@ class _Emitter:
         self.g = g
         self.b = _Builder(dilation="fixed", consts={})
         self.dtype: dict[str, str] = {}
+        self.rank: dict[str, int] = {}  # where known: picks GlobalAveragePool for spatial means
         self.emitted: set[str] = set()
         self.inputs: dict[str, TfjsNode] = {}
 
@@ -220,10 +221,12 @@ class _Emitter:
                 value, kind = value.astype(np.float32), _FLOAT
             self.b.const(name, np.array(value, order="C"))
             self.dtype[name] = kind
+            self.rank[name] = value.ndim
         return name
 
     def new_const(self, name: str, value: np.ndarray) -> str:
         self.dtype[name] = _INT if value.dtype.kind in "iu" else _FLOAT
+        self.rank[name] = value.ndim
         return self.b.const(name, value)
 
     def x(self, ref: str) -> str:
@@ -248,7 +251,14 @@ class _Emitter:
         """Run ``fn(nchw_input, nchw_output)`` between transposes: ONNX Conv/pools are NCHW-only."""
         t_in = self.add("Transpose", [x], out + "__nchw_in", _FLOAT, perm=TO_NCHW)
         fn(t_in, out + "__nchw_out")
+        self.rank[out] = 4
         return self.add("Transpose", [out + "__nchw_out"], out, _FLOAT, perm=TO_NHWC)
+
+    def same_rank(self, out: str, *ins: str) -> None:
+        """``out`` has the broadcast rank of ``ins`` when all of theirs are known."""
+        ranks = [self.rank.get(i) for i in ins]
+        if all(r is not None for r in ranks):
+            self.rank[out] = max(ranks)
 
     def int64(self, ref: str) -> str:
         x = self.x(ref)
@@ -317,6 +327,9 @@ class _Emitter:
         if op == "Placeholder":
             self.inputs[out] = node
             self.dtype[out] = _TF_DTYPES.get(node.attr.get("dtype", {}).get("type", "DT_FLOAT"), _FLOAT)
+            shape = node.attr.get("shape", {}).get("shape", {})
+            if not shape.get("unknownRank"):
+                self.rank[out] = len(shape.get("dim", []))
         elif op == "Const":
             self.const_tensor(out)
         elif op in _CONVS:
@@ -338,6 +351,7 @@ class _Emitter:
             a, b = (self.x(i) for i in node.inputs)
             kind = _BOOL if op in ("Equal", "Greater", "Less") else self.dtype[a]
             self.add(_BINARY[op], [a, b], out, kind)
+            self.same_rank(out, a, b)
         elif op == "FloorMod":
             a, b = (self.x(i) for i in node.inputs)
             if self.dtype[a] == _INT:
@@ -348,12 +362,15 @@ class _Emitter:
         elif op == "Square":
             a = self.x(node.inputs[0])
             self.add("Mul", [a, a], out, self.dtype[a])
+            self.same_rank(out, a)
         elif op == "Relu6":
             _activation(self.b, "Relu6", self.x(node.inputs[0]), out, out)
             self.dtype[out] = _FLOAT
+            self.same_rank(out, self.x(node.inputs[0]))
         elif op in _UNARY:
             a = self.x(node.inputs[0])
             self.add(_UNARY[op], [a], out, self.dtype[a])
+            self.same_rank(out, a)
         elif op == "Cast":
             kind = _TF_DTYPES.get(node.attr.get("DstT", {}).get("type", ""))
             if kind is None:
@@ -363,12 +380,18 @@ class _Emitter:
             self.add("Shape", [self.x(node.inputs[0])], out, _INT)
         elif op == "Mean":
             axes = [int(a) for a in g.need_const(node, 1, "reduction axes").reshape(-1)]
-            self.add("ReduceMean", [self.x(node.inputs[0])], out, _FLOAT, axes=axes,
-                     keepdims=int(node.boolean("keep_dims")))
+            a = self.x(node.inputs[0])
+            if self.rank.get(a) == 4 and sorted(d % 4 for d in axes) == [1, 2] and node.boolean("keep_dims"):
+                # a spatial mean (squeeze-excitation) as GlobalAveragePool, as tf2onnx writes it:
+                # the same summation order as the reference conversion, and NCHW-friendly
+                self.nchw(a, out, lambda i, o: self.add("GlobalAveragePool", [i], o, _FLOAT))
+            else:
+                self.add("ReduceMean", [a], out, _FLOAT, axes=axes, keepdims=int(node.boolean("keep_dims")))
         elif op == "ConcatV2":
             axis = int(g.need_const(node, len(node.inputs) - 1, "axis"))
             ins = [self.x(i) for i in node.inputs[:-1]]
             self.add("Concat", ins, out, self.dtype[ins[0]], axis=axis)
+            self.same_rank(out, *ins)
         elif op == "Pack":
             axis = int(node.attr.get("axis", {}).get("i", 0))
             vals = [g.const(i) for i in node.inputs]
@@ -393,6 +416,7 @@ class _Emitter:
             pads = g.need_const(node, 1, "paddings").astype(np.int64).reshape(-1, 2)
             p = self.new_const(out + "__pads", np.concatenate([pads[:, 0], pads[:, 1]]))
             self.add("Pad", [self.x(node.inputs[0]), p], out, _FLOAT, mode="constant")
+            self.rank[out] = len(pads)
         elif op in ("ResizeBilinear", "ResizeNearestNeighbor"):
             self.resize(node)
         elif op in ("AvgPool", "MaxPool"):
@@ -415,6 +439,8 @@ class _Emitter:
                     raise ConversionError(f"node {out}: SplitV with an inferred (-1) size is not supported")
                 sizes = [self.new_const(out + "__split", split)]
             self.multi("Split", [src, *sizes], outs, out, self.dtype[src], axis=axis)
+            for o in outs:
+                self.same_rank(o, src)
         elif op == "BroadcastTo":
             self.add("Expand", [self.x(node.inputs[0]), self.int64(node.inputs[1])], out,
                      self.dtype[self.x(node.inputs[0])])
@@ -539,6 +565,7 @@ class _Emitter:
             "nearest_mode": "floor" if coord == "asymmetric" else "round_prefer_ceil"}
         self.add("Resize", [a, "", "", sizes], out, _FLOAT, mode="linear" if op == "ResizeBilinear" else "nearest",
                  coordinate_transformation_mode=coord, **extra)
+        self.rank[out] = 4
 
 
 def _io(model_json: dict[str, Any], nodes: list[TfjsNode]) -> tuple[list[tuple[str, str, Any]],
