@@ -545,16 +545,20 @@ class _Emitter:
         self.add("Slice", [a, begin, end], out, self.dtype[a])
 
     def resize(self, node: TfjsNode) -> None:
-        """TF ResizeBilinear/NearestNeighbor on NHWC: ONNX Resize with full NHWC ``sizes``.
+        """TF ResizeBilinear/NearestNeighbor: ONNX Resize in NCHW with ``sizes = [N, C, h, w]``.
 
-        onnxruntime resizes NHWC directly when the batch and channel scales are 1.
+        NCHW although onnxruntime can resize NHWC: its transpose optimiser cannot move a
+        transpose across a Resize whose sizes are computed at run time, and RVM concatenates
+        a resized 32-channel map with the photo before its last convs.  An NHWC Resize left a
+        35-channel full-resolution transpose there (+15% time at ratio 1); in NCHW the
+        transposes pair up and cancel.
         """
         out, op = node.name, node.op
         a = self.x(node.inputs[0])
         shape = self.add("Shape", [a], out + "__shape", _INT)
         n = self.dim_slice(shape, 0, 1, out + "__n")
         c = self.dim_slice(shape, 3, 4, out + "__c")
-        sizes = self.add("Concat", [n, self.int64(node.inputs[1]), c], out + "__sizes", _INT, axis=0)
+        sizes = self.add("Concat", [n, c, self.int64(node.inputs[1])], out + "__sizes", _INT, axis=0)
         if node.boolean("align_corners"):
             coord = "align_corners"
         elif node.boolean("half_pixel_centers"):
@@ -563,9 +567,9 @@ class _Emitter:
             coord = "asymmetric"
         extra = {} if op == "ResizeBilinear" else {
             "nearest_mode": "floor" if coord == "asymmetric" else "round_prefer_ceil"}
-        self.add("Resize", [a, "", "", sizes], out, _FLOAT, mode="linear" if op == "ResizeBilinear" else "nearest",
-                 coordinate_transformation_mode=coord, **extra)
-        self.rank[out] = 4
+        mode = "linear" if op == "ResizeBilinear" else "nearest"
+        self.nchw(a, out, lambda i, o: self.add("Resize", [i, "", "", sizes], o, _FLOAT, mode=mode,
+                                                coordinate_transformation_mode=coord, **extra))
 
 
 def _io(model_json: dict[str, Any], nodes: list[TfjsNode]) -> tuple[list[tuple[str, str, Any]],
