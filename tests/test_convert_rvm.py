@@ -189,3 +189,52 @@ def test_conversion_is_deterministic_and_quick(tmp_path, rvm_onnx):
     seconds = time.perf_counter() - start
     print(f"rvm.json converted in {seconds:.2f} s")
     assert again.read_bytes() == rvm_onnx.read_bytes()
+
+
+def tfjs_node(name: str, op: str, inputs: list[str], **attr: object) -> dict:
+    return {"name": name, "op": op, "input": inputs, "attr": attr}
+
+
+def test_tf_semantics_of_ops_rvm_leaves_unexercised(jim):
+    """StridedSlice masks (begin/end/shrink/new-axis, negative stride), FloorMod on floats and ints,
+    Cast truncation, BroadcastTo, Mean without keep_dims: converted graph against numpy's TF semantics,
+    on a patch of a real photo (centred on zero so the modulo sees negative values)."""
+    from bodypix_gimp.convert_graph import build_graph_onnx
+
+    i32 = lambda *v: np.array(v, np.int32)  # noqa: E731
+    weights = {"b1": i32(0, 1, 0, 2), "e1": i32(0, 4, 0, 3), "s1": i32(1, 2, -1, 1),
+               "b2": i32(0, 0, 1), "e2": i32(0, 1, 3), "s2": i32(1, 1, 1),
+               "m": np.array(0.7, np.float32), "ten": np.array(10.0, np.float32), "k": i32(-3).reshape(()),
+               "ax": i32(1, 2), "ones": np.ones((1, 1, 1, 1), np.float32)}
+    nodes = [tfjs_node(n, "Const", [], dtype={"type": "DT_INT32" if v.dtype == np.int32 else "DT_FLOAT"})
+             for n, v in weights.items()]
+    nodes += [
+        tfjs_node("x", "Placeholder", [], dtype={"type": "DT_FLOAT"},
+                  shape={"shape": {"dim": [{"size": "1"}, {"size": "-1"}, {"size": "-1"}, {"size": "3"}]}}),
+        # x[:, 1:4:2, ::-1, 2]
+        tfjs_node("ss1", "StridedSlice", ["x", "b1", "e1", "s1"], begin_mask={"i": "5"}, end_mask={"i": "5"},
+                  shrink_axis_mask={"i": "8"}),
+        # x[None, 0, 1:3]
+        tfjs_node("ss2", "StridedSlice", ["x", "b2", "e2", "s2"], new_axis_mask={"i": "1"},
+                  shrink_axis_mask={"i": "2"}),
+        tfjs_node("fmod", "FloorMod", ["x", "m"]),
+        tfjs_node("x10", "Mul", ["x", "ten"]),
+        tfjs_node("xi", "Cast", ["x10"], SrcT={"type": "DT_FLOAT"}, DstT={"type": "DT_INT32"}),
+        tfjs_node("imod", "FloorMod", ["xi", "k"]),
+        tfjs_node("shape", "Shape", ["x"]),
+        tfjs_node("bcast", "BroadcastTo", ["ones", "shape"]),
+        tfjs_node("mean", "Mean", ["x", "ax"], keep_dims={"b": False}),
+    ]
+    model = build_graph_onnx({"modelTopology": {"node": nodes}}, weights, name="ops")
+    onnx.checker.check_model(model)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = (jim[200:207, 400:409].astype(np.float32) / 255.0 - 0.5)[None]
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"x:0": x}), strict=True))
+    xi = np.trunc(x * np.float32(10)).astype(np.int64)
+    want = {"ss1:0": x[:, 1:4:2, ::-1, 2], "ss2:0": x[None, 0, 1:3], "fmod:0": np.mod(x, np.float32(0.7)),
+            "imod:0": np.mod(xi, -3), "bcast:0": np.ones_like(x), "mean:0": x.mean(axis=(1, 2))}
+    assert set(got) == set(want)
+    assert (xi < 0).any() and (x < 0).any()
+    for name, w in want.items():
+        assert got[name].shape == w.shape, name
+        np.testing.assert_allclose(got[name], w, rtol=0, atol=1e-6, err_msg=name)

@@ -653,4 +653,20 @@ def build_graph_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray],
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="bodypix-gimp.convert_graph", ir_version=IR_VERSION)
     model.doc_string = "converted from a TF.js graph model (NHWC, conditionals resolved to the general branch)"
+    if any(not o.type.tensor_type.HasField("shape") for o in model.graph.output):
+        _infer_output_shapes(model)
     return model
+
+
+def _infer_output_shapes(model: Any) -> None:
+    """Outputs the signature does not describe get their rank from ONNX shape inference
+    (the checker requires one)."""
+    from onnx import shape_inference
+
+    inferred = {v.name: v for v in shape_inference.infer_shapes(model).graph.output}
+    for o in model.graph.output:
+        if not o.type.tensor_type.HasField("shape"):
+            found = inferred.get(o.name)
+            if found is None or not found.type.tensor_type.HasField("shape"):
+                raise ConversionError(f"output {o.name}: its rank cannot be inferred")
+            o.type.tensor_type.shape.CopyFrom(found.type.tensor_type.shape)
