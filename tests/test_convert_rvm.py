@@ -245,3 +245,19 @@ def test_tf_semantics_of_ops_rvm_leaves_unexercised(jim):
     for name, w in want.items():
         assert got[name].shape == w.shape, name
         np.testing.assert_allclose(got[name], w, rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_atrous_fold_refuses_a_padded_space_to_batch():
+    """The SpaceToBatchND -> conv -> BatchToSpaceND fold is only exact without base paddings:
+    give one of RVM's a leading pad (a SAME-padded atrous conv would have one) and it must refuse."""
+    from bodypix_gimp.convert import read_weights
+    from bodypix_gimp.convert_graph import build_graph_onnx
+
+    model_json = json.loads(RVM_JSON.read_text())
+    weights = read_weights(model_json, RVM_DIR / "tfjs", float32_math=True)
+    build_graph_onnx(model_json, weights)  # as shipped: folds
+    name = next(n for n in weights if n.endswith("required_space_to_batch_paddings/strided_slice_2"))
+    assert int(weights[name]) == 0
+    weights[name] = np.array(1, np.int32)
+    with pytest.raises(ConversionError, match="SpaceToBatchND pads more than its BatchToSpaceND crops"):
+        build_graph_onnx(model_json, weights)

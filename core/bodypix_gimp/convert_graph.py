@@ -5,13 +5,19 @@ graphs (a dozen ops, fixed channel counts) to NCHW inside.  Graphs such as Robus
 Matting (``rvm.json``) compute sizes at run time (``Shape`` -> ``StridedSlice`` -> ``Pack``
 -> ``ResizeBilinear``/``Slice``), which are axis-number arithmetic in NHWC; rewriting them
 to NCHW is error-prone.  Here every TF op maps one-to-one onto ONNX ops with TF's own NHWC
-semantics, and only the ONNX ops that are NCHW-only (``Conv``, pools) are wrapped in a pair
-of transposes.  onnxruntime's transpose optimiser cancels most of those pairs when it loads
-the model, so the runtime cost is small (measured in the tests' benchmark).
+semantics, and only ``Conv``, the pools, ``Resize`` and spatial means (as
+``GlobalAveragePool``, the op tf2onnx writes) run in NCHW between a pair of transposes.
+onnxruntime's transpose optimiser cancels those pairs when it loads the model: on RVM the
+result runs as fast as the tf2onnx reference and gives bit-identical outputs
+(``python -m bodypix_gimp.bench_convert``, ``tests/test_convert_rvm.py``).
 
 Tensors: TF ``int32`` tensors become ``int64`` (what ONNX shape ops take), floats stay
-``float32``.  Names: graph inputs and outputs take the keys of the model's ``signature``
-(``src``, ``downsample_ratio:0``, ``pha``, ...), as tf2onnx names them; without a signature,
+``float32``.  :func:`bodypix_gimp.convert.convert` reads the weights with float32
+dequantisation for this path (as tf2onnx does; tfjs's float64 arithmetic differs by one ulp
+on some weights, which moved RVM's alpha by up to 3e-4 against the reference).
+
+Names: graph inputs and outputs take the keys of the model's ``signature`` (``src``,
+``downsample_ratio:0``, ``pha``, ...), as tf2onnx names them; without a signature,
 placeholders are the inputs and unconsumed nodes the outputs.
 
 Control flow: TF 1 conditionals (``Switch``/``Merge``) are resolved at conversion time to
@@ -22,8 +28,9 @@ computes a valid result for that value too.  The shared reference conversion
 (``shared/models/rvm``) inlines the same branch.  Any other predicate is refused.
 
 Atrous convolutions that TF wrote as ``SpaceToBatchND -> conv -> BatchToSpaceND`` (with
-run-time paddings) are folded back into one dilated ``Conv``; TF emits this pattern only
-for that purpose (``tf.nn.with_space_to_batch``), and a VALID dilated conv is exactly it.
+run-time paddings) are folded back into one dilated ``Conv``; TF emits this pattern for
+that purpose (``tf.nn.with_space_to_batch``), and when SpaceToBatchND pads nothing but
+what BatchToSpaceND crops again (checked) a VALID dilated conv is exactly it.
 """
 
 from __future__ import annotations
@@ -344,6 +351,7 @@ class _Emitter:
                 raise ConversionError(f"node {out}: SpaceToBatchND/BatchToSpaceND block shapes differ")
             if conv.string("padding") != "VALID" or conv.ints("strides", (1, 1, 1, 1)) != [1, 1, 1, 1]:
                 raise ConversionError(f"node {conv.name}: atrous convolution must be VALID with stride 1")
+            self.check_atrous_padding(s2b, node)
             self.conv(conv, s2b.inputs[0], out, (int(block[0]), int(block[1])))
         elif op == "SpaceToBatchND":
             raise ConversionError(f"node {out}: SpaceToBatchND outside an atrous convolution is not supported")
@@ -446,6 +454,47 @@ class _Emitter:
                      self.dtype[self.x(node.inputs[0])])
         else:
             raise ConversionError(f"node {out}: op {op} is not supported by this converter")
+
+    def pad_rows(self, ref: str) -> list[list[Any]] | None:
+        """A [2, 2] paddings/crops tensor as rows of items: a constant value or a resolved tensor ref."""
+        value = self.g.const(ref)
+        if value is not None:
+            return [[int(v) for v in row] for row in value.reshape(-1, 2)]
+        node = self.g.node(self.g.live(ref))
+        if node.op != "Pack" or int(node.attr.get("axis", {}).get("i", 0)) != 0:
+            return None
+        rows = []
+        for r in node.inputs:
+            inner = self.g.node(self.g.live(r)) if self.g.const(r) is None else None
+            if inner is None or inner.op != "Pack":
+                return None
+            rows.append([int(v) if (v := self.g.const(i)) is not None else self.g.live(i) for i in inner.inputs])
+        return rows
+
+    def same_value(self, a: Any, b: Any) -> bool:
+        """Whether two pad items are provably equal: equal constants, one tensor, or identical StridedSlices."""
+        if isinstance(a, int) or isinstance(b, int):
+            return a == b
+        if a == b:
+            return True
+        na, nb = self.g.node(a), self.g.node(b)
+        if na.op != "StridedSlice" or nb.op != "StridedSlice" or self.g.live(na.inputs[0]) != self.g.live(nb.inputs[0]):
+            return False
+        masks = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")
+        return all(np.array_equal(self.g.const(x), self.g.const(y)) and self.g.const(x) is not None
+                   for x, y in zip(na.inputs[1:], nb.inputs[1:], strict=True)) and all(
+            na.attr.get(m, {}).get("i", 0) == nb.attr.get(m, {}).get("i", 0) for m in masks)
+
+    def check_atrous_padding(self, s2b: TfjsNode, b2s: TfjsNode) -> None:
+        """The fold is exact only when SpaceToBatchND adds no padding of its own (TF's base paddings
+        are zero, as for a VALID dilated conv): nothing before, and at the end exactly what
+        BatchToSpaceND crops off again (the run-time round-up to a multiple of the block)."""
+        pads, crops = self.pad_rows(s2b.inputs[2]), self.pad_rows(b2s.inputs[2])
+        ok = pads is not None and crops is not None and len(pads) == len(crops) == 2 and all(
+            p[0] == 0 and c[0] == 0 and self.same_value(p[1], c[1]) for p, c in zip(pads, crops, strict=True))
+        if not ok:
+            raise ConversionError(f"node {s2b.name}: SpaceToBatchND pads more than its BatchToSpaceND crops "
+                                  "(a SAME-padded atrous conv?); only the VALID pattern is supported")
 
     def conv(self, node: TfjsNode, x_ref: str, out: str, dilation: tuple[int, int]) -> None:
         """Any TF 2-D conv (plain, depthwise, fused with bias and one activation) as an NCHW Conv."""
