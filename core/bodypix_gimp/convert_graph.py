@@ -632,7 +632,9 @@ def _io(model_json: dict[str, Any], nodes: list[TfjsNode]) -> tuple[list[tuple[s
             ref = spec["name"][:-2] if spec["name"].endswith(":0") else spec["name"]
             return key, ref, shape
 
-        ins = sorted(entry(k, v) for k, v in sig["inputs"].items())
+        # signature order (RVM: src first, like every image model here; the tf2onnx reference
+        # sorts them by name, which puts downsample_ratio:0 first); inputs are fed by name anyway
+        ins = [entry(k, v) for k, v in sig["inputs"].items()]
         outs = [entry(k, v) for k, v in sig["outputs"].items()]
         return ins, outs
     ins, outs = [], []
