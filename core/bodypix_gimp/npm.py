@@ -127,11 +127,11 @@ def _extract_once(url: str, label: str, algo: str, expected: bytes, wanted: list
                         w.dest.write_bytes(data[w.start : end])
                     found.add(info.name)
             stream.drain()  # the gzip trailer and padding count for the integrity too
-        except (tarfile.TarError, EOFError, OSError) as e:
+        except (tarfile.TarError, EOFError) as e:
+            # unreadable: a short or altered download explains it best, so check those first
+            stream.drain()
             if total is not None and stream.received < total:
                 raise DownloadError(f"{label}: connection closed after {stream.received} of {total} bytes") from e
-            # complete but unreadable: a wrong integrity explains it best, so check that first
-            stream.drain()
             _check(stream, expected, label, url, algo)
             raise DownloadError(f"{label} from {url} is not a readable .tgz ({e})") from None
     if total is not None and stream.received != total:
