@@ -172,6 +172,11 @@ def test_hand_box_iou_rises_on_a_real_photo_with_fingers_against_the_background(
     assert r["n_hands"] >= 1
     assert r["after"]["iou"] >= r["before"]["iou"] + 0.1
     assert r["after"]["tip_rate"] == 1.0 > r["before"]["tip_rate"]
+    # raw BodyPix as the harness runs it is scored on the same boxes
+    assert set(r["raw"]) == {"bodypix-seed", "bodypix-defaults"}
+    for raw in r["raw"].values():
+        assert [h["box"] for h in raw["hands"]] == [h["box"] for h in r["after"]["hands"]]
+        assert r["after"]["iou"] > raw["iou"]
 
 
 def test_soft_masks_get_feathered_fingers(jim, jim_hand):

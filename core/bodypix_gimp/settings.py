@@ -189,7 +189,8 @@ PRODUCT_DEFAULTS: dict[str, Any] = {
     # Edges: BodyPix + Selfie + RVM fusion won every metric on human_seg_300 (`bodypix-gimp eval`).
     "refine": "fusion",
     # Fingers: hand-box IoU +5.1 points over raw BodyPix (+13.0 for hands against the
-    # background), +0.9 over fusion edges (+2.9); `bodypix-gimp hands eval`.
+    # background), +0.9 over fusion edges (+2.9); the whole pipeline +12.5 over raw BodyPix
+    # at body-pix's defaults on the same boxes; `bodypix-gimp hands eval`.
     "fingers": True,
     # Group photos: poses from 0.25 become people (body-pix: 0.4); 19 group photos, 51 people:
     # missed 14 -> 5, extra 1 -> 1 (bodypix-gimp eval-persons --product).

