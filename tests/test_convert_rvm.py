@@ -211,6 +211,7 @@ def test_tf_semantics_of_ops_rvm_leaves_unexercised(jim):
     i32 = lambda *v: np.array(v, np.int32)  # noqa: E731
     weights = {"b1": i32(0, 1, 0, 2), "e1": i32(0, 4, 0, 3), "s1": i32(1, 2, -1, 1),
                "b2": i32(0, 0, 1), "e2": i32(0, 1, 3), "s2": i32(1, 1, 1),
+               "b3": i32(0, -2, 0, -1), "e3": i32(0, 0, 0, 0), "s3": i32(1, -1, 1, 1),
                "m": np.array(0.7, np.float32), "ten": np.array(10.0, np.float32), "k": i32(-3).reshape(()),
                "ax": i32(1, 2), "ones": np.ones((1, 1, 1, 1), np.float32)}
     nodes = [tfjs_node(n, "Const", [], dtype={"type": "DT_INT32" if v.dtype == np.int32 else "DT_FLOAT"})
@@ -224,6 +225,9 @@ def test_tf_semantics_of_ops_rvm_leaves_unexercised(jim):
         # x[None, 0, 1:3]
         tfjs_node("ss2", "StridedSlice", ["x", "b2", "e2", "s2"], new_axis_mask={"i": "1"},
                   shrink_axis_mask={"i": "2"}),
+        # x[:, -2:0:-1, :, -1]
+        tfjs_node("ss3", "StridedSlice", ["x", "b3", "e3", "s3"], begin_mask={"i": "5"}, end_mask={"i": "5"},
+                  shrink_axis_mask={"i": "8"}),
         tfjs_node("fmod", "FloorMod", ["x", "m"]),
         tfjs_node("x10", "Mul", ["x", "ten"]),
         tfjs_node("xi", "Cast", ["x10"], SrcT={"type": "DT_FLOAT"}, DstT={"type": "DT_INT32"}),
@@ -238,7 +242,8 @@ def test_tf_semantics_of_ops_rvm_leaves_unexercised(jim):
     x = (jim[200:207, 400:409].astype(np.float32) / 255.0 - 0.5)[None]
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"x:0": x}), strict=True))
     xi = np.trunc(x * np.float32(10)).astype(np.int64)
-    want = {"ss1:0": x[:, 1:4:2, ::-1, 2], "ss2:0": x[None, 0, 1:3], "fmod:0": np.mod(x, np.float32(0.7)),
+    want = {"ss1:0": x[:, 1:4:2, ::-1, 2], "ss2:0": x[None, 0, 1:3], "ss3:0": x[:, -2:0:-1, :, -1],
+            "fmod:0": np.mod(x, np.float32(0.7)),
             "imod:0": np.mod(xi, -3), "bcast:0": np.ones_like(x), "mean:0": x.mean(axis=(1, 2))}
     assert set(got) == set(want)
     assert (xi < 0).any() and (x < 0).any()

@@ -543,16 +543,14 @@ class _Emitter:
                 new_axes.append(k)
                 continue
             step = int(strides[k])
-            lo = -_INT64_MAX if step < 0 else 0
-            hi = -_INT64_MAX if step < 0 else _INT64_MAX
-            b = lo if mask["begin_mask"] & bit and step > 0 else (_INT64_MAX if mask["begin_mask"] & bit
-                                                                 else int(begin[k]))
-            if mask["shrink_axis_mask"] & bit:
+            # a masked bound is "from the first / to the last element in the step's direction"
+            first, last = (0, _INT64_MAX) if step > 0 else (_INT64_MAX, -_INT64_MAX)
+            b = first if mask["begin_mask"] & bit else int(begin[k])
+            e = last if mask["end_mask"] & bit else int(end[k])
+            if mask["shrink_axis_mask"] & bit:  # one element at begin (masks ignored), axis dropped
                 b = int(begin[k])
                 e, step = (b + 1 if b != -1 else _INT64_MAX), 1
                 shrink.append(k)
-            else:
-                e = hi if mask["end_mask"] & bit else int(end[k])
             starts.append(b)
             ends.append(e)
             axes.append(in_axis)
