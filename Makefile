@@ -11,7 +11,7 @@ BODYPIX_MODELS ?= $(if $(wildcard $(SHARED_MODELS)),$(SHARED_MODELS),)
 export BODYPIX_MODELS
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast lint clean gimp-setup bench-gimp readme-image bench eval
+.PHONY: venv demo test test-fast lint clean gimp-setup bench-gimp readme-image bench bench-convert eval
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-fast: venv
 # Speed and peak memory per model and photo size, next to TF.js body-pix wasm (reports/bench.json, .md).
 bench: venv
 	$(BIN)/bodypix-gimp bench --out reports
+
+# RVM TF.js -> ONNX: conversion time, converted vs reference file speed and outputs (reports/bench_convert.*).
+bench-convert: venv
+	$(BIN)/python -m bodypix_gimp.bench_convert --out reports
 
 # Real GIMP 3.0.4 (Debian 13 rootfs in .cache/gimp3; needs root). The gimp tests call the
 # setup themselves; these targets are for the benchmark of issue 3 and the README picture.

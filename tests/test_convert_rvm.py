@@ -266,3 +266,16 @@ def test_atrous_fold_refuses_a_padded_space_to_batch():
     weights[name] = np.array(1, np.int32)
     with pytest.raises(ConversionError, match="SpaceToBatchND pads more than its BatchToSpaceND crops"):
         build_graph_onnx(model_json, weights)
+
+
+def test_bench_convert_command(tmp_path, capsys):
+    """``python -m bodypix_gimp.bench_convert`` writes its JSON and markdown report (one quick run)."""
+    from bodypix_gimp.bench_convert import main
+
+    assert main(["--models", str(MODELS), "--ratio", "0.25", "--repeat", "1", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "bench_convert.json").read_text())
+    assert report["convert_ms"] > 0 and report["size"] == [506, 900]
+    (row,) = report["ratios"]
+    assert row["ratio"] == 0.25 and row["converted_ms"] > 0 and row["reference_ms"] > 0
+    assert row["max_abs_diff"] < ALPHA_TOL
+    assert (tmp_path / "bench_convert.md").read_text() in capsys.readouterr().out
