@@ -124,23 +124,25 @@ class _Graph:
     nodes: dict[str, TfjsNode]
     consts: dict[str, np.ndarray]
     control: dict[str, list[str]]
-    dead: set[str] = field(default_factory=set)  # dead tensor refs ("node" or "node:k")
+    dead_nodes: set[str] = field(default_factory=set)  # every output dead
+    dead_ports: set[str] = field(default_factory=set)  # the untaken "switch:1" outputs
 
     def __post_init__(self) -> None:
         for name in _topological(self.nodes, self.control):
             node = self.nodes[name]
-            ins = [self._canon(i) for i in node.inputs]
-            ctrl_dead = any(self._canon(c) in self.dead for c in self.control.get(name, ()))
-            if node.op == "Switch":
-                if any(i in self.dead for i in ins) or ctrl_dead:
-                    self.dead.update((name, name + ":1"))
-                else:
-                    self.dead.add(name + ":1")
-            elif node.op == "Merge":
-                if all(i in self.dead for i in ins):
-                    self.dead.update((name, name + ":1"))
-            elif any(i in self.dead for i in ins) or ctrl_dead:
-                self.dead.update([name] + [f"{name}:{k}" for k in range(1, 8)])
+            data_dead = [self.is_dead(i) for i in node.inputs]
+            ctrl_dead = any(c in self.dead_nodes for c in self.control.get(name, ()))
+            if node.op == "Merge":
+                if data_dead and all(data_dead):
+                    self.dead_nodes.add(name)
+            elif any(data_dead) or ctrl_dead:
+                self.dead_nodes.add(name)
+            elif node.op == "Switch":
+                self.dead_ports.add(name + ":1")
+
+    def is_dead(self, ref: str) -> bool:
+        name, port = _split_ref(ref)
+        return name in self.dead_nodes or _tensor(name, port) in self.dead_ports
 
     @staticmethod
     def _canon(ref: str) -> str:
@@ -152,7 +154,7 @@ class _Graph:
     def resolve(self, ref: str) -> str | None:
         """The tensor that ``ref`` stands for once Identity/Switch/Merge are gone; None when dead."""
         ref = self._canon(ref)
-        if ref in self.dead:
+        if self.is_dead(ref):
             return None
         node = self.node(ref)
         if node.op == "Identity":
@@ -163,7 +165,7 @@ class _Graph:
         if node.op == "Merge":
             if ref != node.name:
                 raise ConversionError(f"node {node.name}: the Merge value_index output is not supported")
-            live = [i for i in node.inputs if self._canon(i) not in self.dead]
+            live = [i for i in node.inputs if not self.is_dead(i)]
             if len(live) != 1:
                 raise ConversionError(f"node {node.name}: {len(live)} live inputs to a Merge (expected 1)")
             return self.resolve(live[0])
@@ -655,7 +657,12 @@ def build_graph_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray],
     :data:`DEFAULT_INPUT_SHAPES`).
     """
     input_shapes = DEFAULT_INPUT_SHAPES if input_shapes is None else input_shapes
-    from onnx import helper, numpy_helper
+    try:
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise ConversionError(
+            "converting TF.js models needs the 'onnx' package: pip install 'bodypix-gimp[convert]'"
+        ) from None
 
     nodes = parse_nodes(model_json)
     by_name = {n.name: n for n in nodes}
