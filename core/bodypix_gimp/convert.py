@@ -17,6 +17,10 @@ atrous convolutions with an asymmetric ``(d, 1)`` dilation.  ``dilation="fixed"`
 default) restores the intended ``(d, d)``; ``dilation="tfjs"`` reproduces the JS runtime.
 Dilated convolutions get explicit pads because onnxruntime rejects dilation with
 ``auto_pad=SAME_UPPER``.
+
+Graphs that compute shapes at run time or hold conditionals (any op in
+:data:`GRAPH_ONLY_OPS`, e.g. Robust Video Matting's ``rvm.json``) go to the general NHWC
+converter :mod:`bodypix_gimp.convert_graph`; :func:`convert_file` is the one entry point.
 """
 
 from __future__ import annotations
@@ -490,7 +494,7 @@ GRAPH_ONLY_OPS = frozenset({
 
 def needs_graph_converter(model_json: dict[str, Any]) -> bool:
     """Whether a tfjs graph needs :mod:`bodypix_gimp.convert_graph` (e.g. Robust Video Matting)."""
-    return any(n["op"] in GRAPH_ONLY_OPS for n in model_json["modelTopology"]["node"])
+    return any(n.get("op") in GRAPH_ONLY_OPS for n in model_json["modelTopology"]["node"])
 
 
 def convert_file(model_json_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
