@@ -414,12 +414,7 @@ def build_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray], dilat
             channels = b.channels.get(node.inputs[0], 0)
             if not channels:
                 raise ConversionError(f"node {out}: channel count of the input is unknown")
-            if node.boolean("align_corners"):
-                coord = "align_corners"
-            elif node.boolean("half_pixel_centers"):
-                coord = "half_pixel" if op == "ResizeBilinear" else "tf_half_pixel_for_nn"
-            else:
-                coord = "asymmetric"
+            coord = resize_coordinates(op, node.boolean("align_corners"), node.boolean("half_pixel_centers"))
             sizes = b.const(out + "__sizes", np.array([1, channels, *size], np.int64))
             b.add("Resize", [b.ref(node.inputs[0]), "", "", sizes], out, out,
                   mode="linear" if op == "ResizeBilinear" else "nearest", coordinate_transformation_mode=coord,
@@ -492,6 +487,15 @@ GRAPH_ONLY_OPS = frozenset({
 })
 
 
+def resize_coordinates(op: str, align_corners: bool, half_pixel_centers: bool) -> str:
+    """ONNX Resize ``coordinate_transformation_mode`` of a TF ResizeBilinear/NearestNeighbor."""
+    if align_corners:
+        return "align_corners"
+    if half_pixel_centers:
+        return "half_pixel" if op == "ResizeBilinear" else "tf_half_pixel_for_nn"
+    return "asymmetric"
+
+
 def needs_graph_converter(model_json: dict[str, Any]) -> bool:
     """Whether a tfjs graph needs :mod:`bodypix_gimp.convert_graph` (e.g. Robust Video Matting)."""
     return any(n.get("op") in GRAPH_ONLY_OPS for n in model_json["modelTopology"]["node"])
@@ -500,9 +504,13 @@ def needs_graph_converter(model_json: dict[str, Any]) -> bool:
 def convert_file(model_json_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
                  dilation: str = "fixed", check: bool = True) -> Path:
     """Convert and write atomically (temp file + rename): a failed run leaves nothing behind."""
+    return write_onnx(convert(model_json_path, dilation=dilation), out_path, check)
+
+
+def write_onnx(model: Any, out_path: str | os.PathLike[str], check: bool = True) -> Path:
+    """Check an ONNX model and write it atomically (temp file + rename): a failed run leaves nothing."""
     import onnx
 
-    model = convert(model_json_path, dilation=dilation)
     if check:
         onnx.checker.check_model(model)
     out = Path(out_path)

@@ -40,7 +40,16 @@ from typing import Any
 
 import numpy as np
 
-from .convert import ConversionError, TfjsNode, _activation, _Builder, _conv, _window_attrs, parse_nodes
+from .convert import (
+    ConversionError,
+    TfjsNode,
+    _activation,
+    _Builder,
+    _conv,
+    _window_attrs,
+    parse_nodes,
+    resize_coordinates,
+)
 
 OPSET = 13  # Resize, Split/Squeeze/Unsqueeze with tensor inputs, ReduceMean with an axes attribute
 IR_VERSION = 7
@@ -608,12 +617,7 @@ class _Emitter:
         n = self.dim_slice(shape, 0, 1, out + "__n")
         c = self.dim_slice(shape, 3, 4, out + "__c")
         sizes = self.add("Concat", [n, c, self.int64(node.inputs[1])], out + "__sizes", _INT, axis=0)
-        if node.boolean("align_corners"):
-            coord = "align_corners"
-        elif node.boolean("half_pixel_centers"):
-            coord = "half_pixel" if op == "ResizeBilinear" else "tf_half_pixel_for_nn"
-        else:
-            coord = "asymmetric"
+        coord = resize_coordinates(op, node.boolean("align_corners"), node.boolean("half_pixel_centers"))
         extra = {} if op == "ResizeBilinear" else {
             "nearest_mode": "floor" if coord == "asymmetric" else "round_prefer_ceil"}
         mode = "linear" if op == "ResizeBilinear" else "nearest"

@@ -22,7 +22,6 @@ the end) becomes explicit pads from the model's static shapes.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -460,25 +459,12 @@ def convert(data: bytes, name: str = "tflite", source: str = "") -> Any:
 def convert_file(tflite_path: str | os.PathLike[str], out_path: str | os.PathLike[str], check: bool = True,
                  data: bytes | None = None) -> Path:
     """Convert a ``.tflite`` file (or its ``data``) and write the ONNX atomically (temp file + rename)."""
-    import onnx
-
     src = Path(tflite_path)
     if data is None:
         try:
             data = src.read_bytes()
         except OSError as e:
             raise ConversionError(f"{src}: {e.strerror}") from None
-    model = convert(data, name=src.stem, source=str(src))
-    if check:
-        onnx.checker.check_model(model)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".part", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    from .convert import write_onnx
+
+    return write_onnx(convert(data, name=src.stem, source=str(src)), out_path, check)
