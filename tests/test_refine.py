@@ -9,7 +9,7 @@ from bodypix_gimp import ConfigError, Settings, segment
 from bodypix_gimp.evaluate import metrics
 from bodypix_gimp.refine import edges
 from bodypix_gimp.settings import REFINE_METHODS, default_settings
-from conftest import human_seg_pairs, load
+from conftest import EVAL, human_seg_pairs, load
 from PIL import Image
 
 
@@ -78,3 +78,18 @@ def test_snap_moves_a_shifted_edge_back_onto_the_photo_edge(photo) -> None:  # n
     far = cv2.distanceTransform((grown < 128).astype(np.uint8), cv2.DIST_L2, 3) > 9
     assert not (snapped[far] > 0).any()
     assert edges.snap(rgb, np.zeros(gt.shape, np.float32), 5).max() == 0
+
+
+def test_fusion_drops_a_pram_the_foreground_networks_count_as_person() -> None:
+    # human_seg_300 photo 167: a man pushing a pram.  RVM and Selfie segment the foreground, so
+    # the pram was part of the "person"; the pose-guided veto (edges.veto_objects) drops it.
+    image = EVAL / "human_seg_300" / "images" / "167.jpg"
+    rgb, gt = load(image), np.asarray(Image.open(image.parent.parent / "masks" / "167.png")) >= 128
+    veto = segment(rgb, default_settings(fingers=False)).person_mask >= 128
+    plain = segment(rgb, default_settings(fingers=False, refine="fusion-noveto")).person_mask >= 128
+    raw = segment(rgb, Settings()).person_mask >= 128
+    assert metrics.iou(veto, gt) > metrics.iou(raw, gt)
+    assert metrics.iou(veto, gt) > metrics.iou(plain, gt) + 0.1
+    # The pram's pixels (outside the truth) mostly gone, the man kept.
+    assert np.count_nonzero(veto & ~gt) < 0.5 * np.count_nonzero(plain & ~gt)
+    assert np.count_nonzero(veto & gt) > 0.95 * np.count_nonzero(plain & gt)

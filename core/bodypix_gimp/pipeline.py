@@ -52,6 +52,12 @@ def _stage_needs_models(stage: str, how_to_skip: str) -> Iterator[None]:
         raise ModelNotFoundError(message) from None
 
 
+def sharp_bodypix(model: BodyPixModel, settings: Settings) -> Callable[[np.ndarray], np.ndarray]:
+    """photo -> BodyPix person probability at internal resolution "high" (for ``edges.veto_objects``)."""
+    sharp = settings.replace(internal_resolution="high")
+    return lambda photo: decode.person_probability(model.run(photo, sharp))
+
+
 def segment(
     image: np.ndarray,
     settings: Settings | None = None,
@@ -100,7 +106,7 @@ def segment(
         from .refine import edges
 
         with _stage_needs_models("Edge refinement", "--no-refine, or untick 'Refine edges' in GIMP"):
-            mask = edges.refine(rgb, prob, mask, settings, runtime)
+            mask = edges.refine(rgb, prob, mask, settings, runtime, poses, sharp_bodypix(model, settings))
         lap("refine")
     if settings.fingers:
         report(0.75, "Recovering fingers")

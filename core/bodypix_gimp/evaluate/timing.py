@@ -1,7 +1,8 @@
 """How long each edge method adds to a photo of a given size (the issue's 2 MP / 12 MP budget).
 
-Refinement time is what ``edges.refine`` takes given BodyPix's full-resolution probability:
-the peer networks it runs (RVM, Selfie) included, BodyPix itself excluded.  Each method is
+Refinement time is what ``edges.refine`` takes given BodyPix's full-resolution probability
+and poses: the peer networks it runs (RVM, Selfie, and for ``fusion`` the sharper BodyPix pass
+when a piece is judged) included, the first BodyPix pass excluded.  Each method is
 warmed up once and then timed ``repeats`` times; the median and the minimum are reported,
 because the machine may be shared and a single time says little.  The CPU time (all threads
 of this process) is reported too: on a busy machine wall time mostly measures the others,
@@ -35,6 +36,8 @@ def refine_timings(
 ) -> list[dict[str, float | str]]:
     """Rows of (method, megapixels, median ms, min ms) for ``rgb`` resized to each size."""
     from .. import decode
+    from .. import poses as poses_mod
+    from ..pipeline import sharp_bodypix
     from ..refine import edges
 
     runtime = runtime or RuntimeOptions()
@@ -44,14 +47,17 @@ def refine_timings(
         base = Settings()
         out = get_model(base, runtime).run(photo, base)
         prob = decode.person_probability(out)
+        raw = poses_mod.decode_raw(out, base.max_detections, base.score_threshold, base.nms_radius)
+        poses = [poses_mod.to_photo(r, out.geometry) for r in raw]
+        sharp = sharp_bodypix(get_model(base, runtime), base)
         mask = np.where(prob > base.segmentation_threshold, np.uint8(255), np.uint8(0))
         for m in methods:
             settings = base.replace(refine=m)
-            edges.refine(photo, prob, mask, settings, runtime)
+            edges.refine(photo, prob, mask, settings, runtime, poses, sharp)
             times, cpu = [], []
             for _ in range(repeats):
                 t0, c0 = time.perf_counter(), time.process_time()
-                edges.refine(photo, prob, mask, settings, runtime)
+                edges.refine(photo, prob, mask, settings, runtime, poses, sharp)
                 times.append((time.perf_counter() - t0) * 1000.0)
                 cpu.append((time.process_time() - c0) * 1000.0)
             rows.append(

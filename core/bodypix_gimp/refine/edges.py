@@ -13,6 +13,9 @@ full-resolution probability and returns the refined mask at full resolution:
 - ``fusion``: BodyPix + Selfie + RVM blended, RVM weighted most (it places the edge best) and,
   for photos up to 0.5 MP, averaged over the photo and its mirror image, then guided-filter sharpened at full
   resolution for photos larger than RVM's working size.  ``fusion-fast``: one RVM pass.
+  Given BodyPix's poses (the pipeline passes them), ``fusion`` also drops held or nearby
+  *objects* the foreground networks count as person (a pram, a bag on the bench): see
+  ``veto_objects``.  ``fusion-noveto``: the same blend without that step.
 
 All full-resolution work is limited to a band around the edge: pixels whose probability
 is already near 0 or 1 keep it.  ``METHODS`` is the registry; the harness picks the
@@ -52,6 +55,23 @@ WORK_PIXELS = 1_000_000
 UPSAMPLE_RADIUS, UPSAMPLE_EPS = 2, 1e-4
 # ``fusion`` adds the mirrored pass for photos up to this size (see ``_fusion``).
 FLIP_MAX_PIXELS = 500_000
+# Object veto (``veto_objects``): fused foreground farther than VETO_DISTANCE torso lengths
+# from every confident pose's skeleton, in a piece of at least VETO_MIN_AREA of the photo not
+# touching the photo's border, is dropped when a sharper BodyPix pass (internal resolution
+# "high") gives it a mean person probability below VETO_BODYPIX.  human_seg_300 / p3m results
+# hold for distance 0.5-0.8, area 0-0.003 and probability 0.2-0.35 (README "Evaluation").
+VETO_DISTANCE, VETO_MIN_AREA, VETO_BODYPIX = 0.5, 0.001, 0.2
+# Poses and keypoints below these scores are not trusted to draw a skeleton.
+VETO_POSE_SCORE, VETO_KEYPOINT_SCORE = 0.3, 0.3
+# Keypoint pairs drawn as the skeleton: limbs, torso (with diagonals so it is filled), face.
+SKELETON = (
+    ("leftShoulder", "rightShoulder"), ("leftShoulder", "leftElbow"), ("leftElbow", "leftWrist"),
+    ("rightShoulder", "rightElbow"), ("rightElbow", "rightWrist"), ("leftShoulder", "leftHip"),
+    ("rightShoulder", "rightHip"), ("leftHip", "rightHip"), ("leftHip", "leftKnee"), ("leftKnee", "leftAnkle"),
+    ("rightHip", "rightKnee"), ("rightKnee", "rightAnkle"), ("nose", "leftEye"), ("nose", "rightEye"),
+    ("leftEye", "leftEar"), ("rightEye", "rightEar"), ("leftShoulder", "rightHip"),
+    ("rightShoulder", "leftHip"), ("nose", "leftShoulder"), ("nose", "rightShoulder"),
+)
 
 
 def _diag(shape: tuple[int, ...]) -> float:
@@ -208,6 +228,85 @@ def fuse(
     return out
 
 
+def _torso(kp: dict[str, tuple[float, float]]) -> float | None:
+    """A pose's size: mean shoulder-hip distance, else 1.5 x shoulder width (None if neither)."""
+
+    def dist(a: str, b: str) -> float | None:
+        if a in kp and b in kp:
+            return float(np.hypot(kp[a][0] - kp[b][0], kp[a][1] - kp[b][1]))
+        return None
+
+    sides = [d for d in (dist("leftShoulder", "leftHip"), dist("rightShoulder", "rightHip")) if d]
+    if sides:
+        return float(np.mean(sides))
+    width = dist("leftShoulder", "rightShoulder")
+    return 1.5 * width if width else None
+
+
+def skeleton_distance(shape: tuple[int, int], poses: list, scale: tuple[float, float]) -> np.ndarray | None:
+    """Distance to the nearest confident pose skeleton, in that pose's torso lengths (HxW float32).
+
+    ``poses``: BodyPix poses in photo pixels; ``scale``: (x, y) photo -> ``shape`` grid.
+    None when no pose is confident enough to draw (then nothing can be judged far from a body).
+    Relative distance, so the same limit fits a child far away and a close-up.
+    """
+    best = None
+    for pose in poses:
+        if pose.score < VETO_POSE_SCORE:
+            continue
+        kp = {k.part: (k.x * scale[0], k.y * scale[1]) for k in pose.keypoints if k.score >= VETO_KEYPOINT_SCORE}
+        size = _torso(kp)
+        if not size or len(kp) < 5:
+            continue
+        canvas = np.full(shape, 255, np.uint8)
+        for a, b in SKELETON:
+            if a in kp and b in kp:
+                cv2.line(canvas, (round(kp[a][0]), round(kp[a][1])), (round(kp[b][0]), round(kp[b][1])), 0, 1)
+        for x, y in kp.values():
+            cv2.circle(canvas, (round(x), round(y)), 1, 0, -1)
+        d = cv2.distanceTransform(canvas, cv2.DIST_L2, 3) * np.float32(1 / size)
+        best = d if best is None else np.minimum(best, d)
+    return best
+
+
+def veto_objects(
+    p: np.ndarray, threshold: float, far: np.ndarray | None, second_opinion: Callable[[], np.ndarray] | None
+) -> np.ndarray:
+    """``p`` with fused foreground that is an object, not a person, set to 0.
+
+    RVM and Selfie segment the *foreground*, so a pram being pushed or a bag beside a sitting
+    person counts as person; BodyPix at its usual resolution agrees too often to veto alone,
+    and a sharper BodyPix pass used everywhere loses limbs of large people (p3m IoU -0.06).
+    So only pieces that the poses cannot explain are judged: foreground farther than
+    VETO_DISTANCE torso lengths (``far``, from ``skeleton_distance``) from every skeleton,
+    connected, not touching the border (a body cut by the frame or a person without a
+    pose usually does), and not tiny.  Each such piece goes when ``second_opinion()`` (BodyPix
+    person probability at internal resolution "high", on ``p``'s grid; called at most once,
+    only when a piece is found) averages below VETO_BODYPIX over it.
+    """
+    if far is None or second_opinion is None:
+        return p
+    pieces = ((p > threshold) & (far > VETO_DISTANCE)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(pieces, connectivity=8)
+    h, w = p.shape
+    judged = [
+        i for i in range(1, n)
+        if stats[i, cv2.CC_STAT_AREA] >= VETO_MIN_AREA * h * w
+        and stats[i, cv2.CC_STAT_LEFT] > 0 and stats[i, cv2.CC_STAT_TOP] > 0
+        and stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] < w
+        and stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] < h
+    ]
+    if not judged:
+        return p
+    sharp = _resize(second_opinion(), p.shape)
+    out = p.copy()
+    for i in judged:
+        piece = labels == i
+        if float(sharp[piece].mean()) < VETO_BODYPIX:
+            out[piece] = 0.0
+    return out
+
+
 Method = Callable[..., tuple[np.ndarray, float]]
 METHODS: dict[str, Method | None] = {
     "snake": None,  # works on the outline at full resolution, see refine()
@@ -216,17 +315,29 @@ METHODS: dict[str, Method | None] = {
     "rvm": _rvm,
     "fusion": _fusion,
     "fusion-fast": _fusion_fast,
+    "fusion-noveto": _fusion,
 }
+# Methods whose result goes through ``veto_objects`` when the pipeline passes poses.
+VETO_METHODS = ("fusion",)
 
 
 def refine(
-    rgb: np.ndarray, prob: np.ndarray, mask: np.ndarray, settings: Settings, runtime: RuntimeOptions | None = None
+    rgb: np.ndarray,
+    prob: np.ndarray,
+    mask: np.ndarray,
+    settings: Settings,
+    runtime: RuntimeOptions | None = None,
+    poses: list | None = None,
+    sharp_bodypix: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """The pipeline's edge stage: ``settings.refine`` names the method.
 
     Returns uint8 HxW, 0/255, or a 0..255 alpha with ``settings.soft_edges`` (>= 128 is the
     hard mask).  ``prob`` is BodyPix's full-resolution person probability; ``mask`` its
     thresholded mask (unused by the current methods, kept for the pipeline's contract).
+    ``poses`` (BodyPix's, photo pixels) and ``sharp_bodypix`` (photo -> BodyPix person
+    probability at internal resolution "high") enable ``veto_objects`` for VETO_METHODS;
+    without them those methods behave as their ``-noveto`` twin.
     """
     if settings.refine not in METHODS:
         from ..settings import ConfigError
@@ -238,6 +349,11 @@ def refine(
     small = working_copy(rgb)
     prob_small = _resize(prob, small.shape)
     p, threshold = METHODS[settings.refine](rgb, small, prob_small, runtime)
+    if settings.refine in VETO_METHODS and poses and sharp_bodypix is not None:
+        scale = (small.shape[1] / rgb.shape[1], small.shape[0] / rgb.shape[0])
+        far = skeleton_distance(p.shape, poses, scale)
+        # The sharper pass runs on the working copy: cheaper, and its grid is p's.
+        p = veto_objects(p, threshold, far, lambda: sharp_bodypix(small))
     return upsample_band(rgb, small, p, threshold, settings.soft_edges)
 
 
