@@ -116,6 +116,24 @@ class Install:
         self.stop_servers()
         return proc, seconds
 
+    def gui_batch(self, script: Path, files: list[Path], display: str, timeout: float = 600,
+                  **extra: str) -> tuple[subprocess.CompletedProcess, float]:  # fmt: skip
+        """Run ``script`` in GIMP *with its GUI* on ``display`` (a VirtualDisplay), ``files``
+        opened from the command line first, as a user opens them (undo enabled, clean)."""
+        version = self.run_inside(["gimp-console-3.0", "--version"], timeout=60).stdout.split()[-1]
+        # the profile is new to GIMP: without its version in gimprc, GIMP shows "Welcome"
+        (self.profile / "gimprc").write_text(f'(config-version "{version}")\n(show-welcome-dialog no)\n')
+        code = f"exec(open({str(script)!r}).read())"
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [str(GIMP3 / "bin" / "gimp3-run"), "gimp-3.0", "-n", "-s", "-d", "-f",
+             "--batch-interpreter", "python-fu-eval", "-b", code, "--quit", *map(str, files)],
+            cwd=ROOT, env=self.env(DISPLAY=display, **extra), capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        seconds = time.perf_counter() - t
+        self.stop_servers()
+        return proc, seconds
+
     def stop_servers(self) -> None:
         """The plug-in leaves a model server running (idle timeout); stop it after a batch."""
         python = self.data / "venv" / "bin" / "python"
