@@ -165,14 +165,20 @@ def test_fusion_refine_gives_the_same_person_mask_on_human_seg_300(tmp_path, rvm
     assert_same_person_masks(converted_models_folder(tmp_path / "models", rvm_onnx), photos)
 
 
+def patched_rvm(folder, op, new_op):
+    """A copy of RVM's graph in ``folder`` with its first ``op`` node turned into ``new_op``: (json path, node)."""
+    model_json = json.loads(RVM_JSON.read_text())
+    node = next(n for n in model_json["modelTopology"]["node"] if n["op"] == op)
+    node["op"] = new_op
+    path = folder / "rvm.json"
+    path.write_text(json.dumps(model_json))
+    (folder / "rvm.bin").symlink_to(RVM_DIR / "tfjs" / "rvm.bin")
+    return path, node
+
+
 def test_unsupported_op_names_file_and_node(tmp_path):
     """A graph-converter op it does not know: a clear error with the file and the node, no output file."""
-    model_json = json.loads(RVM_JSON.read_text())
-    node = next(n for n in model_json["modelTopology"]["node"] if n["op"] == "Tanh")
-    node["op"] = "Softsign"
-    path = tmp_path / "rvm.json"
-    path.write_text(json.dumps(model_json))
-    (tmp_path / "rvm.bin").symlink_to(RVM_DIR / "tfjs" / "rvm.bin")
+    path, node = patched_rvm(tmp_path, "Tanh", "Softsign")
     with pytest.raises(ConversionError, match=rf"{path}: node {node['name']}: op Softsign is not supported"):
         convert_file(path, tmp_path / "out" / "rvm.onnx")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -180,12 +186,7 @@ def test_unsupported_op_names_file_and_node(tmp_path):
 
 def test_data_dependent_conditional_is_refused(tmp_path):
     """Only 'input == constant' fast paths are resolved; any other predicate is an error, not a guess."""
-    model_json = json.loads(RVM_JSON.read_text())
-    node = next(n for n in model_json["modelTopology"]["node"] if n["op"] == "Equal")
-    node["op"] = "Greater"
-    path = tmp_path / "rvm.json"
-    path.write_text(json.dumps(model_json))
-    (tmp_path / "rvm.bin").symlink_to(RVM_DIR / "tfjs" / "rvm.bin")
+    path, _ = patched_rvm(tmp_path, "Equal", "Greater")
     with pytest.raises(ConversionError, match=r"conditional on .* \(Greater\) is not a comparison with a constant"):
         convert(path)
 

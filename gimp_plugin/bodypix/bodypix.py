@@ -319,12 +319,18 @@ def do_select_parts(procedure, image, layer, config):
         apply_selection(image, worker, result["items"][0], config.get_property("operation"))
 
 
+def group_above(image, layer, name):
+    """A new layer group right above ``layer``, in the same parent."""
+    group = Gimp.GroupLayer.new(image, name)
+    image.insert_layer(group, layer.get_parent(), image.get_item_position(layer))
+    return group
+
+
 def do_parts_to_layers(procedure, image, layer, config):
     result, worker = compute(image, layer, config, "parts-to-layers", canvas(image))
     with worker, undo_group(image):
         selected = image.get_selected_layers()
-        group = Gimp.GroupLayer.new(image, "Body parts: " + layer.get_name())
-        image.insert_layer(group, layer.get_parent(), image.get_item_position(layer))
+        group = group_above(image, layer, "Body parts: " + layer.get_name())
         position = 0
         n_channels = 0  # new channels go on top in part order (left face first)
         for item in result["items"]:
@@ -372,8 +378,7 @@ def do_persons_to_layers(procedure, image, layer, config):
     result, worker = compute(image, layer, config, "persons-to-layers", canvas(image))
     with worker, undo_group(image):
         selected = image.get_selected_layers()
-        group = Gimp.GroupLayer.new(image, "Persons: " + layer.get_name())
-        image.insert_layer(group, layer.get_parent(), image.get_item_position(layer))
+        group = group_above(image, layer, "Persons: " + layer.get_name())
         # Person 1 (leftmost) on top, in the group and in the Channels dock
         for position, item in enumerate(result["items"]):
             data = worker.read_item(item)

@@ -192,6 +192,17 @@ def with_config(plugin_dir, change):
     return path, old
 
 
+def ink_layer(image, name, colour, width):
+    """A transparent top layer to stroke on, with the context set to a ``width`` px line of ``colour``."""
+    ink = Gimp.Layer.new(image, name, image.get_width(), image.get_height(), Gimp.ImageType.RGBA_IMAGE, 100.0,
+                         Gimp.LayerMode.NORMAL)  # fmt: skip
+    image.insert_layer(ink, None, 0)
+    Gimp.context_set_foreground(Gegl.Color.new(colour))
+    Gimp.context_set_stroke_method(Gimp.StrokeMethod.LINE)  # no brushes with gimp -d
+    Gimp.context_set_line_width(width)
+    return ink
+
+
 def run_case(case):
     d = os.path.join(OUT, case["id"])
     os.makedirs(os.path.join(d, "channels"), exist_ok=True)
@@ -309,34 +320,9 @@ def run_case(case):
             cfg2.set_property(k, v)
         assert Gimp.get_pdb().lookup_procedure(extra["proc"]).run(cfg2).index(0) == Gimp.PDBStatusType.SUCCESS
     if case.get("stroke"):  # draw the selection's outline on a new top layer
-        ink = Gimp.Layer.new(
-            image,
-            "outline",
-            image.get_width(),
-            image.get_height(),
-            Gimp.ImageType.RGBA_IMAGE,
-            100.0,
-            Gimp.LayerMode.NORMAL,
-        )
-        image.insert_layer(ink, None, 0)
-        Gimp.context_set_foreground(Gegl.Color.new(case["stroke"]))
-        Gimp.context_set_stroke_method(Gimp.StrokeMethod.LINE)  # no brushes with gimp -d
-        Gimp.context_set_line_width(max(2.0, image.get_width() / 400))
-        ink.edit_stroke_selection()
+        ink_layer(image, "outline", case["stroke"], max(2.0, image.get_width() / 400)).edit_stroke_selection()
     if case.get("stroke_paths"):  # draw every path (Pose to Path) on a new top layer
-        ink = Gimp.Layer.new(
-            image,
-            "skeleton",
-            image.get_width(),
-            image.get_height(),
-            Gimp.ImageType.RGBA_IMAGE,
-            100.0,
-            Gimp.LayerMode.NORMAL,
-        )
-        image.insert_layer(ink, None, 0)
-        Gimp.context_set_foreground(Gegl.Color.new(case["stroke_paths"]))
-        Gimp.context_set_stroke_method(Gimp.StrokeMethod.LINE)
-        Gimp.context_set_line_width(max(3.0, image.get_width() / 200))
+        ink = ink_layer(image, "skeleton", case["stroke_paths"], max(3.0, image.get_width() / 200))
         for path in image.get_paths():
             ink.edit_stroke_item(path)
     if os.path.exists(os.path.join(d, "dialog.xwd")):  # GIMP reads XWD: save the screen as PNG

@@ -47,21 +47,30 @@ def main() -> int:
         "stroke": "#ff00ff",
         "export": "readme.png",
     }
-    proc, _ = inst.batch({"out": str(inst.work / "out"), "empty_models": "", "cases": [case]})
-    if proc.returncode != 0:
-        print((proc.stdout + proc.stderr)[-3000:])
+    img = render(inst, case)
+    if img is None:
         return 1
-
-    img = Image.open(inst.work / "out" / "readme" / "readme.png").convert("RGB")
     img = img.resize((args.width, round(img.height * args.width / img.width)), Image.Resampling.LANCZOS)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out, quality=88)
-    print(f"wrote {out} ({img.width}x{img.height}, {out.stat().st_size // 1024} KiB)")
+    save(img, Path(args.out))
 
     if args.group_photo and not group_picture(inst, args):
         return 1
     return dialog_picture(inst, args)
+
+
+def render(inst, case: dict) -> Image.Image | None:  # noqa: ANN001
+    """Run one batch case and return its exported picture (None, with GIMP's log printed, on failure)."""
+    proc, _ = inst.batch({"out": str(inst.work / "out"), "empty_models": "", "cases": [case]})
+    if proc.returncode != 0:
+        print((proc.stdout + proc.stderr)[-3000:])
+        return None
+    return Image.open(inst.work / "out" / case["id"] / case["export"]).convert("RGB")
+
+
+def save(img: Image.Image, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out, quality=88)
+    print(f"wrote {out} ({img.width}x{img.height}, {out.stat().st_size // 1024} KiB)")
 
 
 def group_picture(inst, args) -> bool:  # noqa: ANN001
@@ -74,14 +83,10 @@ def group_picture(inst, args) -> bool:  # noqa: ANN001
         "stroke_paths": "#ffffff",
         "export": "group.png",
     }
-    proc, _ = inst.batch({"out": str(inst.work / "out"), "empty_models": "", "cases": [group]})
-    if proc.returncode != 0:
-        print((proc.stdout + proc.stderr)[-3000:])
+    img = render(inst, group)
+    if img is None:
         return False
-    img = Image.open(inst.work / "out" / "group" / "group.png").convert("RGB")
-    out = Path(args.group_out)
-    img.save(out, quality=88)
-    print(f"wrote {out} ({img.width}x{img.height}, {out.stat().st_size // 1024} KiB)")
+    save(img, Path(args.group_out))
     return True
 
 
