@@ -53,7 +53,7 @@ def _stage_needs_models(stage: str, how_to_skip: str) -> Iterator[None]:
 
 
 def sharp_bodypix(model: BodyPixModel, settings: Settings) -> Callable[[np.ndarray], np.ndarray]:
-    """photo -> BodyPix person probability at internal resolution "high" (for ``edges.veto_objects``)."""
+    """photo -> BodyPix person probability at internal resolution "high" (``edges.SecondOpinion``)."""
     sharp = settings.replace(internal_resolution="high")
     return lambda photo: decode.person_probability(model.run(photo, sharp))
 

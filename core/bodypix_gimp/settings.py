@@ -19,7 +19,7 @@ MIN_INTERNAL_RESOLUTION = 0.1
 MAX_INTERNAL_RESOLUTION = 2.0
 QUANT_NAMES = {4: "float", 2: "quant2", 1: "quant1"}
 # Edge refinement methods (bodypix_gimp.refine.edges.METHODS, plus "none" = BodyPix's own edge).
-REFINE_METHODS = ("none", "snake", "guided", "selfie-guided", "rvm", "fusion", "fusion-fast", "fusion-noveto")
+REFINE_METHODS = ("none", "snake", "guided", "selfie-guided", "rvm", "fusion", "fusion-fast", "fusion-blend")
 
 
 class ConfigError(ValueError):
