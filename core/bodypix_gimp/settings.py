@@ -187,7 +187,8 @@ def validate(s: Settings) -> None:
 # value is chosen by measurement (see README, "Evaluation").
 PRODUCT_DEFAULTS: dict[str, Any] = {
     # Edges: BodyPix + Selfie + RVM fusion won every metric on human_seg_300 (`bodypix-gimp eval`);
-    # its pose-guided object veto fixed 2 of the 3 photos worse than raw BodyPix (pram, bag).
+    # BodyPix's second opinion (object veto, re-vote) fixed the 3 photos where the blend was more
+    # than 1 IoU point worse than raw BodyPix (pram, bag, striped trousers).
     "refine": "fusion",
     # Fingers: hand-box IoU +5.1 points over raw BodyPix (+13.0 for hands against the
     # background), +0.9 over fusion edges (+2.9); the whole pipeline +12.5 over raw BodyPix

@@ -65,7 +65,7 @@ FLIP_MAX_PIXELS = 500_000
 # hold for distance 0.5-0.8, area 0-0.003 and probability 0.2-0.35 (README "Evaluation").
 VETO_DISTANCE, VETO_MIN_AREA, VETO_BODYPIX = 0.5, 0.001, 0.2
 # The sharper pass looks at a copy of at most this many pixels (human_seg_300's photo size):
-# its cost stays fixed (~100 ms more on the 1 MP working copy of a 2 MP photo, far less here)
+# its cost stays fixed (~25 ms, against ~100 ms on the 1 MP working copy of a 2 MP photo)
 # and its judgement does not change with the photo's pixel count (on the 1 MP copy BodyPix
 # put the pram at 0.20-0.22, on 0.25-0.5 MP at 0.03-0.11).
 VETO_WORK_PIXELS = 250_000
@@ -181,10 +181,10 @@ def upsample_band(
 
 @dataclass(frozen=True)
 class SecondOpinion:
-    """What settles the networks' disputes, on the working grid (see ``veto_objects``, ``revote_disputed``)."""
+    """What settles the networks' disputes (see ``veto_objects``, ``revote_disputed``)."""
 
-    far: np.ndarray | None  # distance to the nearest confident skeleton (``skeleton_distance``)
-    bodypix: np.ndarray  # BodyPix person probability at internal resolution "high"
+    far: np.ndarray | None  # working grid: distance to the nearest confident skeleton (``skeleton_distance``)
+    bodypix: np.ndarray  # BodyPix person probability at internal resolution "high", on a <= VETO_WORK_PIXELS copy
 
 
 # --- methods: (small rgb, BodyPix prob on the working grid, runtime, second opinion) -> (p on grid, threshold)
@@ -347,8 +347,8 @@ def revote_disputed(
     REVOTE_CORE of the diagonal (which removes the spill band), in pieces that keep at least
     REVOTE_MIN_AREA of the photo.  Over each such disputed piece, whole and grown back by the
     same radius, the three networks vote as equals: ``max(p, (sharp + selfie + rvm) / 3)``.
-    A chair BodyPix is sure of but both peers reject stays out (mean < 0.35); a leg
-    BodyPix is sure of and one peer half-sees comes back.  The search runs on ``sharp``'s
+    What only BodyPix claims stays out (that mean is at most 1/3, under the fusion's 0.35);
+    a leg BodyPix is sure of and one peer half-sees comes back.  The search runs on ``sharp``'s
     grid (at most VETO_WORK_PIXELS), so it costs a few ms whatever the photo's size.
     """
     h, w = sharp.shape
