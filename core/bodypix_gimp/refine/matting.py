@@ -9,6 +9,8 @@ RVM (Robust Video Matting, MobileNetV3) is GPL-3.0; see ../shared/models/rvm/REA
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -25,6 +27,8 @@ RVM_MAX_PIXELS = 1_000_000
 # 0.786, 768 0.942 / 0.783; 512 is both the author's choice and the best.
 RVM_NETWORK_SIDE = 512
 SELFIE_SIZE = 256
+# The shortest side RVM's network may see after its downsample (measured: 2 px fails, 3 works).
+RVM_MIN_SIDE = 4
 
 
 def _session(name: str, runtime: RuntimeOptions | None):
@@ -64,6 +68,11 @@ def rvm_alpha(
     small = _shrink(rgb, max_pixels)
     sh, sw = small.shape[:2]
     ratio = float(min(1.0, network_side / max(sh, sw)))
+    # RVM's layers need a few pixels on each side at its working scale (a 1-2 px photo or a
+    # thin strip fails inside onnxruntime): widen the copy by repeating its edge, crop after
+    need = math.ceil(RVM_MIN_SIDE / ratio)
+    if sh < need or sw < need:
+        small = cv2.copyMakeBorder(small, 0, max(0, need - sh), 0, max(0, need - sw), cv2.BORDER_REPLICATE)
     zero = np.zeros((1, 1, 1, 1), np.float32)
     feeds = {
         "src": (small.astype(np.float32) / 255.0)[None],
@@ -71,7 +80,7 @@ def rvm_alpha(
         "r1i:0": zero, "r2i:0": zero, "r3i:0": zero, "r4i:0": zero,
     }  # fmt: skip
     (pha,) = sess.run(["pha"], feeds)
-    return np.clip(_grow(pha[0, :, :, 0].astype(np.float32), (h, w)), 0.0, 1.0)
+    return np.clip(_grow(pha[0, :sh, :sw, 0].astype(np.float32), (h, w)), 0.0, 1.0)
 
 
 def selfie_probability(rgb: np.ndarray, runtime: RuntimeOptions | None = None) -> np.ndarray:
