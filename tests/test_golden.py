@@ -1,0 +1,25 @@
+"""The pipeline's outputs stay byte-identical on every photo of ../shared/eval (tests/golden.py).
+
+The record (tests/golden/outputs.json) was written from main before the layout moves; a change
+fails with the photo, the configuration and which output changed.  Re-record only for a deliberate
+output change: `.venv/bin/python tests/golden.py --record` (say why, with evaluation numbers).
+"""
+
+from __future__ import annotations
+
+import golden
+import pytest
+
+
+def test_record_covers_every_eval_photo() -> None:
+    assert sorted(golden.load_record()) == sorted(golden.photos())
+
+
+def test_quick_subset_unchanged() -> None:
+    """One photo per evaluation set (group photo, hands, soft matte, seed photos), both configurations."""
+    assert golden.differences(list(golden.QUICK)) == []
+
+
+@pytest.mark.slow
+def test_every_eval_photo_unchanged() -> None:
+    assert golden.differences(golden.photos()) == []
