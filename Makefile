@@ -39,7 +39,7 @@ bench: venv
 
 # RVM TF.js -> ONNX: conversion time, converted vs reference file speed and outputs (reports/bench_convert.*).
 bench-convert: venv
-	$(BIN)/python -m bodypix_gimp.bench_convert --out reports
+	$(BIN)/python -m bodypix_gimp.evaluate.bench_convert --out reports
 
 # Real GIMP 3.0.4 (Debian 13 rootfs in .cache/gimp3; needs root). The gimp tests call the
 # setup themselves; these targets are for the benchmark of issue 3 and the README picture.

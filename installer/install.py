@@ -10,7 +10,7 @@ Steps (each safe to repeat):
 1. a virtual environment in the per-user data folder with this project (onnxruntime, numpy,
    pillow, opencv) installed into it;
 2. the models into the per-user models folder the core looks in (from --models-from, or
-   downloaded and converted by ``bodypix_gimp.setup_models`` where that exists);
+   downloaded and converted by ``bodypix_gimp.setup.install`` where that exists);
 3. the plug-in folder ``plug-ins/bodypix/`` with ``bodypix.py`` executable and a
    ``bodypix-config.json`` that names the environment's Python and the models folder.
 A record of every file and folder made goes to ``<data>/install-record.json``;
@@ -147,7 +147,7 @@ def install_env(layout: Layout, record: dict, editable: bool = False) -> None:
 
 SETUP_MODELS = r"""
 import json, sys
-from bodypix_gimp.setup_models import install
+from bodypix_gimp.setup.install import install
 def progress(fraction, message):
     print(f"[bodypix-gimp]   models {fraction * 100:3.0f}% {message}", flush=True)
 res = install(sys.argv[1], models_from=sys.argv[2] or None, progress=progress)
@@ -156,7 +156,7 @@ print("RESULT " + json.dumps({"installed": sorted(res.installed), "notes": res.n
 
 
 def install_models(layout: Layout, record: dict, models_from: str | None) -> None:
-    """Models into the per-user folder with the core's ``bodypix_gimp.setup_models.install``.
+    """Models into the per-user folder with the core's ``bodypix_gimp.setup.install.install``.
 
     From ``--models-from`` (copied, checksums verified) or, without it, downloaded from the
     official locations and converted to ONNX.  It is all-or-nothing, so a failure leaves
@@ -279,7 +279,7 @@ def check(layout: Layout, quiet: bool = False) -> int:
     probe = None
     if python.is_file():
         code = (
-            "import json, sys, onnxruntime, numpy, bodypix_gimp as b; from bodypix_gimp import models as m; "
+            "import json, sys, onnxruntime, numpy, bodypix_gimp as b; from bodypix_gimp.runtime import store as m; "
             "print(json.dumps({'version': b.__version__, 'ort': onnxruntime.__version__, "
             "'models': m.installed_models(sys.argv[1] or None)}))"
         )

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from bodypix_gimp.bench import parse_sizes, resized_photo
 from bodypix_gimp.cli import main
+from bodypix_gimp.evaluate.bench import parse_sizes, resized_photo
 from conftest import EVAL, load
 
 
@@ -90,7 +90,7 @@ def test_resized_photo_keeps_aspect_and_content():
 def test_peak_rss_of_a_case_is_its_own_not_the_parents():
     # ru_maxrss survives fork+exec on Linux; the bench must not report the parent's peak.
     big = np.ones(400 * 1024 * 1024, np.uint8)  # parent peak >= 400 MiB
-    code = "from bodypix_gimp.bench import peak_rss_mb; print(peak_rss_mb())"
+    code = "from bodypix_gimp.evaluate.bench import peak_rss_mb; print(peak_rss_mb())"
     child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert big.sum() == big.size
     assert 5 < child < 300

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from bodypix_gimp.convert import (
+from bodypix_gimp.setup.convert.tfjs import (
     ConversionError,
     build_onnx,
     convert,

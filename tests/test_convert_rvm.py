@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from bodypix_gimp.convert import ConversionError, convert, convert_file, needs_graph_converter
+from bodypix_gimp.setup.convert.tfjs import ConversionError, convert, convert_file, needs_graph_converter
 from conftest import MODELS, human_seg_pairs, load
 
 RVM_DIR = MODELS / "rvm"
@@ -40,8 +40,8 @@ def sessions(rvm_onnx: Path) -> tuple[ort.InferenceSession, ort.InferenceSession
 
 
 def project_ratio(h: int, w: int) -> float:
-    """What ``refine.matting.rvm_alpha`` feeds for a photo of this size (within its pixel cap)."""
-    from bodypix_gimp.refine.matting import RVM_NETWORK_SIDE
+    """What ``refine.peers.rvm_alpha`` feeds for a photo of this size (within its pixel cap)."""
+    from bodypix_gimp.refine.peers import RVM_NETWORK_SIDE
 
     return float(min(1.0, RVM_NETWORK_SIDE / max(h, w)))
 
@@ -129,9 +129,9 @@ def converted_models_folder(folder: Path, rvm_onnx: Path) -> Path:
 
 
 def test_matting_runs_unchanged_on_the_converted_file(tmp_path, rvm_onnx, jim):
-    """``refine.matting.rvm_alpha`` (the project's caller) gives the same alpha with either file."""
-    from bodypix_gimp.models import RuntimeOptions
-    from bodypix_gimp.refine.matting import rvm_alpha
+    """``refine.peers.rvm_alpha`` (the project's caller) gives the same alpha with either file."""
+    from bodypix_gimp.refine.peers import rvm_alpha
+    from bodypix_gimp.runtime.store import RuntimeOptions
 
     folder = converted_models_folder(tmp_path / "models", rvm_onnx)
     new = rvm_alpha(jim, RuntimeOptions(models=str(folder), force_cpu=True))
@@ -142,8 +142,8 @@ def test_matting_runs_unchanged_on_the_converted_file(tmp_path, rvm_onnx, jim):
 
 def assert_same_person_masks(folder: Path, photos: list[np.ndarray]) -> None:
     """Product default edges (BodyPix + Selfie + RVM fusion) and RVM-only edges: same mask with either RVM file."""
-    from bodypix_gimp.models import RuntimeOptions
     from bodypix_gimp.pipeline import segment
+    from bodypix_gimp.runtime.store import RuntimeOptions
     from bodypix_gimp.settings import Settings
     from conftest import iou
 
@@ -207,7 +207,7 @@ def test_tf_semantics_of_ops_rvm_leaves_unexercised(jim):
     """StridedSlice masks (begin/end/shrink/new-axis, negative stride), FloorMod on floats and ints,
     Cast truncation, BroadcastTo, Mean without keep_dims: converted graph against numpy's TF semantics,
     on a patch of a real photo (centred on zero so the modulo sees negative values)."""
-    from bodypix_gimp.convert_graph import build_graph_onnx
+    from bodypix_gimp.setup.convert.tfjs_graph import build_graph_onnx
 
     i32 = lambda *v: np.array(v, np.int32)  # noqa: E731
     weights = {"b1": i32(0, 1, 0, 2), "e1": i32(0, 4, 0, 3), "s1": i32(1, 2, -1, 1),
@@ -256,8 +256,8 @@ def test_tf_semantics_of_ops_rvm_leaves_unexercised(jim):
 def test_atrous_fold_refuses_a_padded_space_to_batch():
     """The SpaceToBatchND -> conv -> BatchToSpaceND fold is only exact without base paddings:
     give one of RVM's a leading pad (a SAME-padded atrous conv would have one) and it must refuse."""
-    from bodypix_gimp.convert import read_weights
-    from bodypix_gimp.convert_graph import build_graph_onnx
+    from bodypix_gimp.setup.convert.tfjs import read_weights
+    from bodypix_gimp.setup.convert.tfjs_graph import build_graph_onnx
 
     model_json = json.loads(RVM_JSON.read_text())
     weights = read_weights(model_json, RVM_DIR / "tfjs", float32_math=True)
@@ -270,8 +270,8 @@ def test_atrous_fold_refuses_a_padded_space_to_batch():
 
 
 def test_bench_convert_command(tmp_path, capsys):
-    """``python -m bodypix_gimp.bench_convert`` writes its JSON and markdown report (one quick run)."""
-    from bodypix_gimp.bench_convert import main
+    """``python -m bodypix_gimp.evaluate.bench_convert`` writes its JSON and markdown report (one quick run)."""
+    from bodypix_gimp.evaluate.bench_convert import main
 
     assert main(["--models", str(MODELS), "--ratio", "0.25", "--repeat", "1", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "bench_convert.json").read_text())

@@ -1,4 +1,4 @@
-"""TFLite -> ONNX (``convert_tflite``) on the real MediaPipe hand models and the seed photo.
+"""TFLite -> ONNX (``setup.convert.tflite``) on the real MediaPipe hand models and the seed photo.
 
 The reference is ``shared/models/mediapipe_hands/*.onnx``: tf2onnx's conversion of the same
 ``.tflite`` files with TensorFlow.  Ours must have the same interface and compute the same
@@ -15,12 +15,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from bodypix_gimp import Settings, models, segment
-from bodypix_gimp.convert import ConversionError
-from bodypix_gimp.convert_tflite import convert_file
-from bodypix_gimp.models import RuntimeOptions
-from bodypix_gimp.refine import hands
-from bodypix_gimp.refine.handmodel import (
+from bodypix_gimp import Settings, segment
+from bodypix_gimp.refine import fingers as hands
+from bodypix_gimp.refine.mediapipe_hands import (
     LANDMARK_SIZE,
     PALM_SIZE,
     HandModels,
@@ -28,6 +25,10 @@ from bodypix_gimp.refine.handmodel import (
     landmark_region,
     palm_region,
 )
+from bodypix_gimp.runtime import store as models
+from bodypix_gimp.runtime.store import RuntimeOptions
+from bodypix_gimp.setup.convert.tfjs import ConversionError
+from bodypix_gimp.setup.convert.tflite import convert_file
 
 HAND_MODELS = ["palm_detection_full", "palm_detection_lite", "hand_landmark_full", "hand_landmark_lite"]
 

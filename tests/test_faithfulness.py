@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from bodypix_gimp import Settings, segment
-from bodypix_gimp.models import RuntimeOptions
+from bodypix_gimp.runtime.store import RuntimeOptions
 from bodypix_gimp.settings import parse_model_name
 from conftest import EVAL, MODELS, iou, load
 from reference import tfjs
@@ -128,7 +128,7 @@ def test_hd_photo_matches_reference():
 def test_12mp_photo_matches_reference_with_the_input_cap_lifted():
     # Our pipeline caps the network input (Settings.max_input_pixels); lifted, a 12 MP photo
     # must give TF.js's mask (wasm backend: same masks as cpu, and affordable at this size).
-    from bodypix_gimp.bench import resized_photo
+    from bodypix_gimp.evaluate.bench import resized_photo
 
     photo = EVAL / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"
     case = Case(photo.stem, resized_photo(load(photo), 12), np.zeros(0, np.uint8))

@@ -258,7 +258,7 @@ def test_persons_to_layers_items(tmp_path, group, group_core, models_dir) -> Non
 
 def test_pose_to_path_items(tmp_path, group, group_core, models_dir) -> None:
     """Per person the skeleton's confident segments, in image coordinates (layer at (30, 10))."""
-    from bodypix_gimp.poses import skeleton
+    from bodypix_gimp.bodypix.poses import skeleton
 
     h, w = group.shape[:2]
     hdr = {"op": "pose-to-path", "source_rect": [30, 10, w, h], "target_rect": [0, 0, w + 30, h + 10],

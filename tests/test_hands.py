@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 from bodypix_gimp import Settings, segment
-from bodypix_gimp.refine import hands
-from bodypix_gimp.refine.handmodel import HandModels, HandRegion, palm_anchors, weighted_nms
+from bodypix_gimp.refine import fingers as hands
+from bodypix_gimp.refine.mediapipe_hands import HandModels, HandRegion, palm_anchors, weighted_nms
 
 RAW = Settings()  # fingers off: BodyPix as body-pix runs it
 FINGERS = Settings(fingers=True)
@@ -141,7 +141,7 @@ def test_hand_at_the_border(jim, cut):
 
 
 def test_score_hands_counts_box_iou_recall_and_tips():
-    from bodypix_gimp.evaluate_hands import score_hands
+    from bodypix_gimp.evaluate.hands import score_hands
 
     gt = np.zeros((100, 100), np.uint8)
     gt[20:60, 20:60] = 255
@@ -163,7 +163,7 @@ def test_score_hands_counts_box_iou_recall_and_tips():
 def test_hand_box_iou_rises_on_a_real_photo_with_fingers_against_the_background(eval_dir):
     """human_seg_300/284: an open hand against the background; BodyPix loses its fingers."""
     from bodypix_gimp import load_image
-    from bodypix_gimp.evaluate_hands import compare, read_truth
+    from bodypix_gimp.evaluate.hands import compare, read_truth
 
     name = "284"
     image = load_image(eval_dir / "human_seg_300" / "images" / f"{name}.jpg")

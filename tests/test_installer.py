@@ -96,7 +96,7 @@ def test_data_dir_is_where_the_core_looks_for_models(monkeypatch, xdg) -> None:
         monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     ours = paths.data_dir("linux", dict(os.environ), str(Path.home()))
     assert str(ours) == platformdirs.unix.Unix("bodypix-gimp", appauthor=False).user_data_dir
-    from bodypix_gimp.models import user_models_dir
+    from bodypix_gimp.runtime.store import user_models_dir
 
     assert user_models_dir() == Path(str(ours)) / "models"
 

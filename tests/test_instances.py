@@ -157,7 +157,7 @@ def test_min_pose_score_lets_weaker_poses_claim_their_people():
 
 
 def test_big_photo_assigned_on_a_sample_grid_agrees_with_per_pixel():
-    from bodypix_gimp import instances
+    from bodypix_gimp.bodypix import instances
 
     small = load(HS / "images" / "280.jpg")
     big = np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)  # 1.0005 MP working pixels
@@ -243,7 +243,7 @@ def test_persons_match_the_reference(model):
 
 
 def test_select_person_takes_the_people_a_selection_touches():
-    from bodypix_gimp.instances import persons_overlapping
+    from bodypix_gimp.bodypix.instances import persons_overlapping
 
     res = segment(load(HS / "images" / "280.jpg"), Settings(multi_person=True))
     assert len(res.persons) == 3

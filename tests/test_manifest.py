@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bodypix_gimp import bodypix, manifest, models
+from bodypix_gimp.bodypix import model as bodypix
+from bodypix_gimp.runtime import manifest
+from bodypix_gimp.runtime import store as models
 from bodypix_gimp.settings import Settings, parse_model_name
 
 
@@ -62,7 +64,7 @@ def test_every_body_pix_variant_is_listed(data):
 
 
 def test_normalisation_matches_the_runtime(data):
-    """MobileNet x/127.5-1, ResNet50 x-mean: the manifest, body-pix and bodypix.py agree."""
+    """MobileNet x/127.5-1, ResNet50 x-mean: the manifest, body-pix and bodypix/model.py agree."""
     x = np.array([0.0, 127.5, 255.0], np.float32)
     for spec in data["bodypix"].values():
         norm = spec["normalization"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from bodypix_gimp import Settings, poses, segment
+from bodypix_gimp import Settings, segment
+from bodypix_gimp.bodypix import poses
 from bodypix_gimp.pipeline import get_model
 from bodypix_gimp.result import POSE_CHAIN
 from conftest import EVAL, load

@@ -8,9 +8,9 @@ Public API (arrays in, arrays out; never imports GIMP)::
 """
 
 from .imageio import InputError, load_image
-from .models import ChecksumError, ModelNotFoundError, RuntimeOptions
 from .pipeline import segment
 from .result import KEYPOINT_NAMES, PART_GROUPS, PART_NAMES, Keypoint, Pose, Result
+from .runtime.store import ChecksumError, ModelNotFoundError, RuntimeOptions
 from .settings import ConfigError, Settings
 
 __all__ = [

@@ -4,7 +4,7 @@ Stages, each a plain array function so the evaluation harness can combine them f
 
 1. BodyPix forward pass (``bodypix``), decoded at full resolution (``decode``).
 2. Edge refinement (``refine.edges``) when ``Settings.refine`` names a method.
-3. Finger recovery (``refine.hands``) when ``Settings.fingers`` is on; it receives the part
+3. Finger recovery (``refine.fingers``) when ``Settings.fingers`` is on; it receives the part
    map (255 outside BodyPix's own mask) and labels the fingers it adds as hand.
 4. Parts are the BodyPix part argmax restricted to the final person mask: pixels the stages
    added get their argmax too, so every person pixel has a part and no part lies outside
@@ -19,12 +19,12 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import decode
-from . import poses as poses_mod
-from .bodypix import BodyPixModel
+from .bodypix import decode
+from .bodypix import poses as poses_mod
+from .bodypix.model import BodyPixModel
 from .imageio import as_rgb
-from .models import ModelNotFoundError, RuntimeOptions
 from .result import Result
+from .runtime.store import ModelNotFoundError, RuntimeOptions
 from .settings import Settings
 
 Progress = Callable[[float, str], None]
@@ -110,7 +110,7 @@ def segment(
         lap("refine")
     if settings.fingers:
         report(0.75, "Recovering fingers")
-        from .refine import hands
+        from .refine import fingers as hands
 
         with _stage_needs_models("Finger recovery", "--no-fingers, or untick 'Recover fingers' in GIMP"):
             mask, parts, hand_info = hands.recover_fingers(rgb, mask, parts, poses, settings, runtime)
@@ -124,7 +124,7 @@ def segment(
     persons, instance_map = [], None
     if settings.multi_person:
         report(0.9, "Separating people")
-        from .instances import build_persons
+        from .bodypix.instances import build_persons
 
         min_pose = settings.score_threshold if settings.min_pose_score is None else settings.min_pose_score
         persons, instance_map, info["instances"] = build_persons(

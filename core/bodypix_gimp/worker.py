@@ -253,9 +253,9 @@ def run(
 ) -> dict:
     """Compute what ``req.op`` asks for and write it; returns the result description."""
     from . import render
-    from .models import ChecksumError, ModelNotFoundError, RuntimeOptions
     from .pipeline import segment
     from .result import PART_GROUPS, PART_NAMES, part_ids
+    from .runtime.store import ChecksumError, ModelNotFoundError, RuntimeOptions
 
     settings = build_settings(req.options)
     if selection is not None or req.op in MULTI_PERSON_OPS:  # these need to tell people apart
@@ -395,7 +395,7 @@ def pose_paths(res: Any, req: Request, min_score: float) -> list[dict[str, Any]]
     score above ``min_score`` (``poses.skeleton``), as [x0, y0, x1, y1] in image coordinates;
     "Pose k" belongs to "Person k".  No file: GIMP makes one open stroke per segment.
     """
-    from .poses import skeleton
+    from .bodypix.poses import skeleton
 
     require_persons(res, req.label)
     sx, sy = req.source_rect[:2]
@@ -445,8 +445,8 @@ def serve(stdin: BinaryIO, stdout: TextIO, alive: Callable[[], bool] | None = No
     try:
         req = parse_header(stdin.readline())
         # warm up while the plug-in is still reading pixels out of GIMP
-        from .models import ChecksumError, ModelNotFoundError, RuntimeOptions
         from .pipeline import get_model
+        from .runtime.store import ChecksumError, ModelNotFoundError, RuntimeOptions
 
         settings = build_settings(req.options)
         try:
@@ -538,8 +538,8 @@ def serve_forever(state_path: Path, idle_seconds: float, models: str | None = No
     token = secrets.token_hex(16)
     stamp = source_stamp()
     try:  # load the default model before announcing, so the first client does not wait twice
-        from .models import RuntimeOptions
         from .pipeline import get_model
+        from .runtime.store import RuntimeOptions
 
         get_model(build_settings({}), RuntimeOptions(models=models))
     except Exception:

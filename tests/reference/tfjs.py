@@ -93,7 +93,7 @@ class TfjsModel:
 
 def tfjs_model(name: str, models: str | os.PathLike[str] | None = None) -> TfjsModel:
     """``mobilenet075-quant2-stride16`` -> ``<models>/bodypix/tfjs/mobilenet/quant2/075/model-stride16.json``."""
-    from bodypix_gimp.models import models_dir
+    from bodypix_gimp.runtime.store import models_dir
     from bodypix_gimp.settings import QUANT_NAMES, parse_model_name
 
     p = parse_model_name(name)

@@ -2,5 +2,5 @@
 
 ``metrics`` (pure scoring functions), ``datasets`` (reading the eval folders), ``harness``
 (running configurations), ``report`` (terminal table, JSON, markdown, overlays).
-``bodypix-gimp eval`` (``cli_eval``) ties them together.
+``bodypix-gimp eval`` (``cli.eval``) ties them together.
 """

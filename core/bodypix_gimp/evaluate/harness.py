@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluate_hands import hand_row, hands_from_info
-from ..models import RuntimeOptions
+from ..runtime.store import RuntimeOptions
 from ..settings import ConfigError, Settings, default_settings
 from . import metrics
 from .datasets import Dataset, part_group_iou
+from .hands import hand_row, hands_from_info
 
 METRIC_KEYS = ("iou", "f@1", "f@2", "f@5", "offset", "band_iou")
 
@@ -44,7 +44,7 @@ class Config:
 
             res = segment(rgb, self.settings, runtime)
             return res.person_mask, res.part_map, res.info
-        from ..refine import matting
+        from ..refine import peers as matting
 
         if self.model == "rvm":
             prob = matting.rvm_alpha(rgb, runtime)

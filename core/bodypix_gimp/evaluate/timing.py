@@ -16,8 +16,8 @@ import time
 import cv2
 import numpy as np
 
-from ..models import RuntimeOptions
 from ..pipeline import get_model
+from ..runtime.store import RuntimeOptions
 from ..settings import Settings
 
 
@@ -35,8 +35,8 @@ def refine_timings(
     runtime: RuntimeOptions | None = None,
 ) -> list[dict[str, float | str]]:
     """Rows of (method, megapixels, median ms, min ms) for ``rgb`` resized to each size."""
-    from .. import decode
-    from .. import poses as poses_mod
+    from ..bodypix import decode
+    from ..bodypix import poses as poses_mod
     from ..pipeline import sharp_bodypix
     from ..refine import edges
 

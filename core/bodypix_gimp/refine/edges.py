@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..models import RuntimeOptions
+from ..runtime.store import RuntimeOptions
 from ..settings import Settings
 from .guided import coefficients_near, guided_filter
 from .snake import snake_mask
@@ -197,7 +197,7 @@ def _guided_bodypix(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN20
 
 
 def _selfie_guided(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
-    from .matting import selfie_probability
+    from .peers import selfie_probability
 
     p = 0.5 * prob_small + 0.5 * selfie_probability(small, runtime)
     radius = max(2, round(_diag(small.shape) * 0.01))
@@ -205,7 +205,7 @@ def _selfie_guided(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
 
 
 def _rvm(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
-    from .matting import rvm_alpha
+    from .peers import rvm_alpha
 
     return rvm_alpha(small, runtime), RVM_THRESHOLD
 
@@ -236,7 +236,7 @@ def peer_probabilities(
     scored IoU +0.003 and boundary F@2px +0.013 on human_seg_300 (Selfie +0.002 F@2px), for
     twice the network time.
     """
-    from .matting import rvm_alpha, selfie_probability
+    from .peers import rvm_alpha, selfie_probability
 
     alpha = rvm_alpha(rgb, runtime)
     selfie = selfie_probability(rgb, runtime)

@@ -41,10 +41,10 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from .bodypix import BodyPixOutput, Geometry
+from ..result import PART_NAMES, Person
+from .model import BodyPixOutput, Geometry
 from .poses import NUM_KEYPOINTS, RawPose, to_photo, to_work
 from .resize import strips
-from .result import PART_NAMES, Person
 
 NUM_KEYPOINTS_FOR_MATCHING = 5  # body-pix decodeMultipleMasksCPU numKptForMatching
 CHUNK = 1 << 17  # pixels per vectorised chunk (bounds the temporaries to ~60 MB per thread)

@@ -106,7 +106,7 @@ def known_checksums() -> dict[str, str]:
 def manifest_path() -> Path | None:
     """The project's ``models/manifest.json`` (the package links it into ``data/`` so wheels ship it)."""
     here = Path(__file__).resolve()
-    for candidate in (here.parent / "data" / "manifest.json", here.parents[2] / "models" / "manifest.json"):
+    for candidate in (here.parents[1] / "data" / "manifest.json", here.parents[3] / "models" / "manifest.json"):
         if candidate.is_file():
             return candidate
     return None

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .. import models
-from ..models import RuntimeOptions
+from ..runtime import store as models
+from ..runtime.store import RuntimeOptions
 
 PALM_SIZE = 192
 LANDMARK_SIZE = 224

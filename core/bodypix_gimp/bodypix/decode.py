@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .bodypix import BodyPixOutput, Geometry
+from .model import BodyPixOutput, Geometry
 from .resize import Axis, apply_cols, apply_rows, axis_matrix, crop_axis, resize_axis, strips
 
 STRIP_PIXELS = 1 << 19  # output pixels per strip for multi-channel work

@@ -14,8 +14,8 @@ import math
 import cv2
 import numpy as np
 
-from .. import models
-from ..models import RuntimeOptions
+from ..runtime import store as models
+from ..runtime.store import RuntimeOptions
 
 # RVM runs on a copy of the photo no larger than this many pixels; its own deep guided
 # filter brings the alpha back to that copy's size, and we upsample the rest of the way.

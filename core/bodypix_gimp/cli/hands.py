@@ -26,9 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .evaluate_hands import evaluate, markdown, write_report
-    from .models import RuntimeOptions
-    from .settings import default_settings
+    from ..evaluate.hands import evaluate, markdown, write_report
+    from ..runtime.store import RuntimeOptions
+    from ..settings import default_settings
 
     after = default_settings(fingers=True, **({"refine": args.refine} if args.refine else {}))
     report = evaluate(args.folders, after, runtime=RuntimeOptions(models=args.models), limit=args.limit)
@@ -48,9 +48,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .evaluate_hands import bench
-    from .imageio import load_image
-    from .models import RuntimeOptions
+    from ..evaluate.hands import bench
+    from ..imageio import load_image
+    from ..runtime.store import RuntimeOptions
 
     for path in args.images:
         r = bench(load_image(path), runtime=RuntimeOptions(models=args.models), repeats=args.repeats)

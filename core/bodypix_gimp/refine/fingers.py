@@ -29,11 +29,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..models import RuntimeOptions
 from ..result import Pose
+from ..runtime.store import RuntimeOptions
 from ..settings import Settings
 from . import guided
-from .handmodel import Hand, HandModels, landmark_region, palm_region
+from .mediapipe_hands import Hand, HandModels, landmark_region, palm_region
 
 LEFT_HAND, RIGHT_HAND = 10, 11
 LEFT_LOWER_ARM = (6, 7)

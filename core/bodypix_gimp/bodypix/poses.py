@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bodypix import BodyPixOutput, Geometry
-from .result import KEYPOINT_NAMES, POSE_CHAIN, Keypoint, Pose
+from ..result import KEYPOINT_NAMES, POSE_CHAIN, Keypoint, Pose
+from .model import BodyPixOutput, Geometry
 
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 LOCAL_MAXIMUM_RADIUS = 1  # body-pix kLocalMaximumRadius

@@ -57,9 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def configs_from_args(args: argparse.Namespace):  # noqa: ANN201 - list[Config]
-    from .evaluate.harness import builtin_configs, parse_config
-    from .refine.edges import METHODS
-    from .settings import ConfigError, default_settings
+    from ..evaluate.harness import builtin_configs, parse_config
+    from ..refine.edges import METHODS
+    from ..settings import ConfigError, default_settings
 
     configs = builtin_configs()
     if args.methods:
@@ -87,9 +87,9 @@ def configs_from_args(args: argparse.Namespace):  # noqa: ANN201 - list[Config]
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import datasets as ds_mod
-    from .evaluate import harness, report
-    from .models import RuntimeOptions, models_dir
+    from ..evaluate import datasets as ds_mod
+    from ..evaluate import harness, report
+    from ..runtime.store import RuntimeOptions, models_dir
 
     if args.models:
         models_dir(args.models)
@@ -125,9 +125,9 @@ def run(args: argparse.Namespace) -> int:
 def _timing(args: argparse.Namespace, sets: list, runtime) -> int:  # noqa: ANN001
     import json
 
-    from .evaluate.timing import refine_timings, timing_table
-    from .imageio import atomic_write, load_image
-    from .refine.edges import METHODS
+    from ..evaluate.timing import refine_timings, timing_table
+    from ..imageio import atomic_write, load_image
+    from ..refine.edges import METHODS
 
     rgb = load_image(sets[0].images[0])
     rows = refine_timings(rgb, list(METHODS), repeats=max(1, args.repeats), runtime=runtime)

@@ -12,13 +12,13 @@ import sys
 
 # Modules that add a subcommand; a missing optional module is skipped.
 SUBCOMMANDS = [
-    "bodypix_gimp.cli_segment",
-    "bodypix_gimp.cli_models",
-    "bodypix_gimp.setup_models",
-    "bodypix_gimp.bench",
-    "bodypix_gimp.cli_eval",
+    "bodypix_gimp.cli.segment",
+    "bodypix_gimp.cli.models",
+    "bodypix_gimp.setup.install",
+    "bodypix_gimp.evaluate.bench",
+    "bodypix_gimp.cli.eval",
     "bodypix_gimp.evaluate.persons",
-    "bodypix_gimp.cli_hands",
+    "bodypix_gimp.cli.hands",
 ]
 
 
@@ -41,15 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .imageio import InputError
-    from .models import ChecksumError, ModelNotFoundError
-    from .settings import ConfigError
+    from ..imageio import InputError
+    from ..runtime.store import ChecksumError, ModelNotFoundError
+    from ..settings import ConfigError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from .settings import ConfigError, Settings, default_settings, parse_model_name
+from ..settings import ConfigError, Settings, default_settings, parse_model_name
 
 OUTPUT_KINDS = ("person", "parts", "overlay")
 
@@ -64,7 +64,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def runtime_from_args(args: argparse.Namespace):  # noqa: ANN201 - RuntimeOptions
-    from .models import RuntimeOptions, models_dir
+    from ..runtime.store import RuntimeOptions, models_dir
 
     if args.models:
         models_dir(args.models)  # a wrong folder is an error now, not per image
@@ -110,11 +110,11 @@ def person_files(image: Path, out_dir: Path) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .imageio import InputError, load_image, save_png
-    from .models import ChecksumError, ModelNotFoundError
-    from .pipeline import segment
-    from .render import part_overlay
-    from .result import PART_NAMES
+    from ..imageio import InputError, load_image, save_png
+    from ..pipeline import segment
+    from ..render import part_overlay
+    from ..result import PART_NAMES
+    from ..runtime.store import ChecksumError, ModelNotFoundError
 
     settings = settings_from_args(args)
     if getattr(args, "persons", False):
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             summary = {"input": str(img), "settings": settings.to_dict(), **result.summary()}
             text = json.dumps(summary, indent=2)
-            from .imageio import atomic_write
+            from ..imageio import atomic_write
 
             atomic_write(paths["json"], lambda tmp, text=text: tmp.write_text(text))
         if not result.found_person:

@@ -11,7 +11,7 @@ portrait), so hands are scored on their own:
 
 ``compare`` scores raw BodyPix and the finger stage on the *same* boxes (found by the
 finger run), so the before/after numbers are paired.  ``bench`` times the finger stage.
-Both back ``bodypix-gimp hands`` (``cli_hands``).
+Both back ``bodypix-gimp hands`` (``cli.hands``).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .imageio import load_image
-from .models import RuntimeOptions
-from .result import Result
-from .settings import Settings, default_settings
+from ..imageio import load_image
+from ..result import Result
+from ..runtime.store import RuntimeOptions
+from ..settings import Settings, default_settings
 
 CONFIDENT = 0.8  # landmark presence from which a hand counts for the fingertip score
 BOX_GROW = 0.25  # box margin around the landmarks, in hand sizes
@@ -157,7 +157,7 @@ def summarise(per_hand: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def raw_baselines() -> dict[str, Settings]:
     """Raw BodyPix as the evaluation harness runs it (the seed's settings, body-pix's defaults)."""
-    from .evaluate.harness import RAW_CONFIGS, builtin_configs
+    from .harness import RAW_CONFIGS, builtin_configs
 
     return {c.name: c.settings for c in builtin_configs() if c.name in RAW_CONFIGS and c.settings}
 
@@ -175,7 +175,7 @@ def compare(
     ``baselines`` (default ``raw_baselines()``): more configurations scored on the same
     boxes, so "over raw BodyPix" is measured on exactly the hands the product found.
     """
-    from .pipeline import segment
+    from ..pipeline import segment
 
     res_after = segment(image, after, runtime)
     hands = found_hands(res_after)
@@ -310,8 +310,8 @@ def bench(
     BodyPix runs once; the finger stage then runs ``repeats`` times on its output (after
     one warm-up that loads the hand models), so only the added cost is timed.
     """
-    from .pipeline import segment
-    from .refine import hands as hands_mod
+    from ..pipeline import segment
+    from ..refine import fingers as hands_mod
 
     settings = (settings or default_settings()).replace(fingers=True)
     # The finger stage's input as the pipeline hands it over, from raw BodyPix (the worst case).

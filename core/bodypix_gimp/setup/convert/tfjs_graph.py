@@ -1,6 +1,6 @@
 """Convert a general TF.js graph model (dynamic shapes, static conditionals) to ONNX, NHWC throughout.
 
-Why a second converter beside :mod:`bodypix_gimp.convert`: that one rewrites BodyPix-style
+Why a second converter beside :mod:`bodypix_gimp.setup.convert.tfjs`: that one rewrites BodyPix-style
 graphs (a dozen ops, fixed channel counts) to NCHW inside.  Graphs such as Robust Video
 Matting (``rvm.json``) compute sizes at run time (``Shape`` -> ``StridedSlice`` -> ``Pack``
 -> ``ResizeBilinear``/``Slice``), which are axis-number arithmetic in NHWC; rewriting them
@@ -9,10 +9,10 @@ semantics, and only ``Conv``, the pools, ``Resize`` and spatial means (as
 ``GlobalAveragePool``, the op tf2onnx writes) run in NCHW between a pair of transposes.
 onnxruntime's transpose optimiser cancels those pairs when it loads the model: on RVM the
 result runs as fast as the tf2onnx reference and gives bit-identical outputs
-(``python -m bodypix_gimp.bench_convert``, ``tests/test_convert_rvm.py``).
+(``python -m bodypix_gimp.evaluate.bench_convert``, ``tests/test_convert_rvm.py``).
 
 Tensors: TF ``int32`` tensors become ``int64`` (what ONNX shape ops take), floats stay
-``float32``.  :func:`bodypix_gimp.convert.convert` reads the weights with float32
+``float32``.  :func:`bodypix_gimp.setup.convert.tfjs.convert` reads the weights with float32
 dequantisation for this path (as tf2onnx does; tfjs's float64 arithmetic differs by one ulp
 on some weights, which moved RVM's alpha by up to 3e-4 against the reference).
 
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .convert import (
+from .tfjs import (
     ConversionError,
     TfjsNode,
     _activation,

@@ -7,7 +7,7 @@ is streamed through ``tarfile`` (mode ``r|gz``) and only the wanted members are 
 to disk, while the whole stream is hashed for the registry's ``integrity`` (a
 Subresource-Integrity string, ``sha512-<base64>``).  Nothing is trusted before the last
 byte has been hashed: on a mismatch the caller gets :class:`ChecksumMismatchError` and
-must discard what was extracted (``setup_models`` extracts into its staging folder).
+must discard what was extracted (``setup.install`` extracts into its staging folder).
 
 Why not ``npm pack`` / pooch: the installer must not need Node, and pooch neither knows
 SRI strings nor extracts byte ranges from a member while streaming.

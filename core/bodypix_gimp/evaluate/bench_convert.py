@@ -1,6 +1,6 @@
-"""``python -m bodypix_gimp.bench_convert``: RVM TF.js -> ONNX conversion time and the converted file's speed.
+"""``python -m bodypix_gimp.evaluate.bench_convert``: RVM TF.js -> ONNX conversion time and the converted file's speed.
 
-Converts ``rvm/tfjs/rvm.json`` with :func:`bodypix_gimp.convert.convert_file` (median of
+Converts ``rvm/tfjs/rvm.json`` with :func:`bodypix_gimp.setup.convert.tfjs.convert_file` (median of
 ``--repeat`` runs), then runs the converted file and the reference conversion
 (``rvm/rvm_mobilenetv3.onnx``, tensorflow + tf2onnx) on the same photo at each ratio, the two
 sessions interleaved so machine load hits both alike, and reports the median inference time
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import models
+from ..runtime import store as models
 
 
 def _feeds(rgb: np.ndarray, ratio: float) -> dict[str, np.ndarray]:
@@ -32,8 +32,8 @@ def run(models_dir: Path, photo: Path, ratios: list[float], repeat: int, threads
     """Measure; returns the report as a dict (times in ms)."""
     import onnxruntime as ort
 
-    from .convert import convert_file
-    from .imageio import load_image
+    from ..imageio import load_image
+    from ..setup.convert.tfjs import convert_file
 
     tfjs, reference = models_dir / "rvm" / "tfjs" / "rvm.json", models_dir / "rvm" / "rvm_mobilenetv3.onnx"
     rgb = load_image(photo)
@@ -79,7 +79,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bodypix_gimp.bench_convert", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bodypix_gimp.evaluate.bench_convert",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--models", help="models folder (default: BODYPIX_MODELS / the usual search)")
     p.add_argument("--photo", type=Path, help="photo (default: <models>/../eval/seed/jim.jpg)")
     p.add_argument("--ratio", type=float, action="append", help="downsample ratio (repeatable; default: "
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from PIL import Image
 
-        from .refine.matting import RVM_NETWORK_SIDE
+        from ..refine.peers import RVM_NETWORK_SIDE
 
         with Image.open(photo) as im:
             ratios = [min(1.0, RVM_NETWORK_SIDE / max(im.size)), 0.25, 0.5, 1.0]

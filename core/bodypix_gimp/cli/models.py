@@ -12,9 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .manifest import bodypix_variants
-    from .models import AUX_MODELS, ModelNotFoundError, installed_models, models_dir
-    from .settings import default_settings
+    from ..runtime.manifest import bodypix_variants
+    from ..runtime.store import AUX_MODELS, ModelNotFoundError, installed_models, models_dir
+    from ..settings import default_settings
 
     try:
         where = str(models_dir(args.models))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .settings import QUANT_NAMES, model_name
+from ..settings import QUANT_NAMES, model_name
 
 BODYPIX_BASE_URL = "https://storage.googleapis.com/tfjs-models/savedmodel/bodypix/"
 RESNET50_BASE_URL = BODYPIX_BASE_URL + "resnet50/"
@@ -58,7 +58,7 @@ class ManifestError(RuntimeError):
 
 def load_manifest() -> dict[str, Any]:
     """The parsed ``models/manifest.json`` (checkout or installed copy beside the package)."""
-    from .models import manifest_path
+    from .store import manifest_path
 
     path = manifest_path()
     if path is None:

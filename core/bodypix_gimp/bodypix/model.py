@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import models
-from .models import RuntimeOptions
+from ..runtime import store as models
+from ..runtime.store import RuntimeOptions
+from ..settings import Settings
 from .resize import apply_cols, apply_rows, resize_axis
-from .settings import Settings
 
 # ResNet50 preprocessing (resnet.ts): subtract the ImageNet means, no scaling.
 IMAGENET_MEAN = np.array([-123.15, -115.90, -103.06], dtype=np.float32)

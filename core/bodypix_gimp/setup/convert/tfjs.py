@@ -20,7 +20,7 @@ Dilated convolutions get explicit pads because onnxruntime rejects dilation with
 
 Graphs that compute shapes at run time or hold conditionals (any op in
 :data:`GRAPH_ONLY_OPS`, e.g. Robust Video Matting's ``rvm.json``) go to the general NHWC
-converter :mod:`bodypix_gimp.convert_graph`; :func:`convert_file` is the one entry point.
+converter :mod:`bodypix_gimp.setup.convert.tfjs_graph`; :func:`convert_file` is the one entry point.
 """
 
 from __future__ import annotations
@@ -455,7 +455,7 @@ def convert(model_json_path: str | os.PathLike[str], dilation: str = "fixed") ->
     """Read ``model-strideN.json`` (or any supported tfjs graph) and its shards; return the ONNX ``ModelProto``.
 
     Graphs with run-time shapes or conditionals (:data:`GRAPH_ONLY_OPS`, e.g. ``rvm.json``) go to
-    :func:`bodypix_gimp.convert_graph.build_graph_onnx`; ``dilation`` applies to BodyPix graphs only.
+    :func:`bodypix_gimp.setup.convert.tfjs_graph.build_graph_onnx`; ``dilation`` applies to BodyPix graphs only.
     """
     path = Path(model_json_path)
     try:
@@ -467,7 +467,7 @@ def convert(model_json_path: str | os.PathLike[str], dilation: str = "fixed") ->
         raise ConversionError(f"{path} has no nodes")
     try:
         if needs_graph_converter(model_json):
-            from .convert_graph import build_graph_onnx
+            from .tfjs_graph import build_graph_onnx
 
             # float32 dequantisation as tf2onnx does: reproduces the reference RVM conversion
             weights = read_weights(model_json, path.parent, float32_math=True)
@@ -478,7 +478,7 @@ def convert(model_json_path: str | os.PathLike[str], dilation: str = "fixed") ->
         raise ConversionError(f"{path}: {e}") from None
 
 
-# Ops that only the general graph converter (convert_graph.py) handles: run-time shape
+# Ops that only the general graph converter (tfjs_graph.py) handles: run-time shape
 # arithmetic, conditionals, splits and reductions.  A graph without any of them (BodyPix,
 # MediaPipe Selfie) keeps this module's NCHW conversion, so its output stays byte-identical.
 GRAPH_ONLY_OPS = frozenset({
@@ -497,7 +497,7 @@ def resize_coordinates(op: str, align_corners: bool, half_pixel_centers: bool) -
 
 
 def needs_graph_converter(model_json: dict[str, Any]) -> bool:
-    """Whether a tfjs graph needs :mod:`bodypix_gimp.convert_graph` (e.g. Robust Video Matting)."""
+    """Whether a tfjs graph needs :mod:`bodypix_gimp.setup.convert.tfjs_graph` (e.g. Robust Video Matting)."""
     return any(n.get("op") in GRAPH_ONLY_OPS for n in model_json["modelTopology"]["node"])
 
 

@@ -38,11 +38,11 @@ TARGET_SPEEDUP = 10.0
 TARGET_PEAK_MB_24MP = 1536.0
 # A real 1920x1080 portrait from the shared evaluation photos; upscaled for 12 and 24 MP.
 DEFAULT_PHOTO = Path("eval") / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from .cli_segment import add_settings_arguments
+    from ..cli.segment import add_settings_arguments
 
     p = sub.add_parser("bench", help="time the pipeline per model and photo size, next to TF.js body-pix",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,8 +93,8 @@ def resized_photo(rgb: np.ndarray, megapixels: float) -> np.ndarray:
 
 def bench_models(args: argparse.Namespace, settings: Any) -> list[str]:
     """The models to time: the one the options name, else every installed BodyPix model."""
-    from .models import installed_models
-    from .settings import model_name
+    from ..runtime.store import installed_models
+    from ..settings import model_name
 
     if args.model or args.stride is not None:
         return [settings.model_name]
@@ -133,9 +133,9 @@ def peak_rss_mb() -> float | None:
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Time ``segment`` on one .npy photo; runs in its own process (see ``run_case``)."""
-    from .models import RuntimeOptions
-    from .pipeline import segment
-    from .settings import Settings
+    from ..pipeline import segment
+    from ..runtime.store import RuntimeOptions
+    from ..settings import Settings
 
     image = np.load(spec["photo"])
     settings = Settings(**spec["settings"])
@@ -168,7 +168,7 @@ def run_case(photo: Path, settings: Any, runtime: Any, repeat: int) -> dict[str,
     from dataclasses import asdict
 
     spec = {"photo": str(photo), "settings": settings.to_dict(), "runtime": asdict(runtime), "repeat": repeat}
-    proc = subprocess.run([sys.executable, "-m", "bodypix_gimp.bench", "--worker", json.dumps(spec)],
+    proc = subprocess.run([sys.executable, "-m", "bodypix_gimp.evaluate.bench", "--worker", json.dumps(spec)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -213,8 +213,8 @@ def reference_times(photos: list[Path], model: str, settings: Any, models: str |
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli_segment import runtime_from_args, settings_from_args
-    from .imageio import load_image
+    from ..cli.segment import runtime_from_args, settings_from_args
+    from ..imageio import load_image
 
     settings = settings_from_args(args)
     runtime = runtime_from_args(args)
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     repeat = max(1, args.repeat)
     if args.quick:
         models, sizes, memory_sizes, repeat = models[:1], [min(sizes)], [], 1
-    from .models import bodypix_relpath, model_path
+    from ..runtime.store import bodypix_relpath, model_path
 
     for model in models:  # a missing model is a one-line error before any work or output
         model_path(bodypix_relpath(model), runtime.models)
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
             np.save(photos[mp], img)
             del img
         for model in models:
-            from .settings import parse_model_name
+            from ..settings import parse_model_name
 
             m_raw = raw.replace(**parse_model_name(model))
             m_full = settings.replace(**parse_model_name(model))
@@ -290,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
 def machine_info() -> dict[str, Any]:
     import onnxruntime as ort
 
-    from .models import choose_providers
+    from ..runtime.store import choose_providers
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None  # other work on the machine skews timings
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),

@@ -1,0 +1,5 @@
+"""``bodypix-gimp``: the command line; ``main`` builds the parser, one module per subcommand."""
+
+from .main import main
+
+__all__ = ["main"]
