@@ -131,7 +131,7 @@ def converted_models_folder(folder: Path, rvm_onnx: Path) -> Path:
 def test_matting_runs_unchanged_on_the_converted_file(tmp_path, rvm_onnx, jim):
     """``refine.peers.rvm_alpha`` (the project's caller) gives the same alpha with either file."""
     from bodypix_gimp.refine.peers import rvm_alpha
-    from bodypix_gimp.runtime.store import RuntimeOptions
+    from bodypix_gimp.runtime.sessions import RuntimeOptions
 
     folder = converted_models_folder(tmp_path / "models", rvm_onnx)
     new = rvm_alpha(jim, RuntimeOptions(models=str(folder), force_cpu=True))
@@ -143,7 +143,7 @@ def test_matting_runs_unchanged_on_the_converted_file(tmp_path, rvm_onnx, jim):
 def assert_same_person_masks(folder: Path, photos: list[np.ndarray]) -> None:
     """Product default edges (BodyPix + Selfie + RVM fusion) and RVM-only edges: same mask with either RVM file."""
     from bodypix_gimp.pipeline import segment
-    from bodypix_gimp.runtime.store import RuntimeOptions
+    from bodypix_gimp.runtime.sessions import RuntimeOptions
     from bodypix_gimp.settings import Settings
     from conftest import iou
 

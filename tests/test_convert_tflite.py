@@ -25,8 +25,9 @@ from bodypix_gimp.refine.mediapipe_hands import (
     landmark_region,
     palm_region,
 )
+from bodypix_gimp.runtime import sessions
 from bodypix_gimp.runtime import store as models
-from bodypix_gimp.runtime.store import RuntimeOptions
+from bodypix_gimp.runtime.sessions import RuntimeOptions
 from bodypix_gimp.setup.convert.tfjs import ConversionError
 from bodypix_gimp.setup.convert.tflite import convert_file
 
@@ -100,7 +101,7 @@ def test_fingers_on_the_seed_photo_match_with_converted_models(converted, jim):
     settings = Settings(fingers=True)
     ours = segment(jim, settings, RuntimeOptions(models=str(converted)))
     ref = segment(jim, settings)
-    loaded = {Path(k[0]) for k in models._sessions}
+    loaded = {Path(k[0]) for k in sessions._sessions}
     assert {converted.resolve() / models.AUX_MODELS[n] for n in ("palm_detection_full", "hand_landmark_full")} <= loaded
     found = ref.info["hands"]["hands"]
     assert len(found) == 1 and found[0]["added"] > 1000  # the fingers really were recovered

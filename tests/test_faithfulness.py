@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from bodypix_gimp import Settings, segment
-from bodypix_gimp.runtime.store import RuntimeOptions
+from bodypix_gimp.runtime.sessions import RuntimeOptions
 from bodypix_gimp.settings import parse_model_name
 from conftest import EVAL, MODELS, iou, load
 from reference import tfjs

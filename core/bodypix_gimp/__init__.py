@@ -10,7 +10,8 @@ Public API (arrays in, arrays out; never imports GIMP)::
 from .imageio import InputError, load_image
 from .pipeline import segment
 from .result import KEYPOINT_NAMES, PART_GROUPS, PART_NAMES, Keypoint, Pose, Result
-from .runtime.store import ChecksumError, ModelNotFoundError, RuntimeOptions
+from .runtime.sessions import RuntimeOptions
+from .runtime.store import ChecksumError, ModelNotFoundError
 from .settings import ConfigError, Settings
 
 __all__ = [

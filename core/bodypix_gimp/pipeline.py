@@ -24,7 +24,8 @@ from .bodypix import poses as poses_mod
 from .bodypix.model import BodyPixModel
 from .imageio import as_rgb
 from .result import Result
-from .runtime.store import ModelNotFoundError, RuntimeOptions
+from .runtime.sessions import RuntimeOptions
+from .runtime.store import ModelNotFoundError
 from .settings import Settings
 
 Progress = Callable[[float, str], None]

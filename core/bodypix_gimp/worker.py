@@ -255,7 +255,8 @@ def run(
     from . import render
     from .pipeline import segment
     from .result import PART_GROUPS, PART_NAMES, part_ids
-    from .runtime.store import ChecksumError, ModelNotFoundError, RuntimeOptions
+    from .runtime.sessions import RuntimeOptions
+    from .runtime.store import ChecksumError, ModelNotFoundError
 
     settings = build_settings(req.options)
     if selection is not None or req.op in MULTI_PERSON_OPS:  # these need to tell people apart
@@ -446,7 +447,8 @@ def serve(stdin: BinaryIO, stdout: TextIO, alive: Callable[[], bool] | None = No
         req = parse_header(stdin.readline())
         # warm up while the plug-in is still reading pixels out of GIMP
         from .pipeline import get_model
-        from .runtime.store import ChecksumError, ModelNotFoundError, RuntimeOptions
+        from .runtime.sessions import RuntimeOptions
+        from .runtime.store import ChecksumError, ModelNotFoundError
 
         settings = build_settings(req.options)
         try:
@@ -539,7 +541,7 @@ def serve_forever(state_path: Path, idle_seconds: float, models: str | None = No
     stamp = source_stamp()
     try:  # load the default model before announcing, so the first client does not wait twice
         from .pipeline import get_model
-        from .runtime.store import RuntimeOptions
+        from .runtime.sessions import RuntimeOptions
 
         get_model(build_settings({}), RuntimeOptions(models=models))
     except Exception:

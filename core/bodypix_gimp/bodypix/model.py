@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..runtime import store as models
-from ..runtime.store import RuntimeOptions
+from ..runtime.sessions import RuntimeOptions, session
+from ..runtime.store import ModelNotFoundError, bodypix_relpath, model_path
 from ..settings import Settings
 from .resize import apply_cols, apply_rows, resize_axis
 
@@ -138,8 +138,8 @@ class BodyPixModel:
     def __init__(self, settings: Settings, runtime: RuntimeOptions | None = None) -> None:
         self.settings = settings
         self.runtime = runtime or RuntimeOptions()
-        path = models.model_path(models.bodypix_relpath(settings.model_name), self.runtime.models)
-        self.session = models.session(path, self.runtime.force_cpu, self.runtime.threads)
+        path = model_path(bodypix_relpath(settings.model_name), self.runtime.models)
+        self.session = session(path, self.runtime.force_cpu, self.runtime.threads)
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
         self.output_names: dict[str, str] = {}
@@ -149,7 +149,7 @@ class BodyPixModel:
                 self.output_names[head] = match[0]
         missing = {"segments", "part_heatmaps", "heatmaps", "short_offsets"} - set(self.output_names)
         if missing:
-            raise models.ModelNotFoundError(f"{path} is not a BodyPix graph: no output for {sorted(missing)}")
+            raise ModelNotFoundError(f"{path} is not a BodyPix graph: no output for {sorted(missing)}")
 
     def run(self, image: np.ndarray, settings: Settings | None = None) -> BodyPixOutput:
         """Forward pass on an HxWx3/4 uint8 photo; ``settings`` overrides the inference knobs

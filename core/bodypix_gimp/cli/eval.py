@@ -89,7 +89,8 @@ def configs_from_args(args: argparse.Namespace):  # noqa: ANN201 - list[Config]
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import datasets as ds_mod
     from ..evaluate import harness, report
-    from ..runtime.store import RuntimeOptions, models_dir
+    from ..runtime.sessions import RuntimeOptions
+    from ..runtime.store import models_dir
 
     if args.models:
         models_dir(args.models)

@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from ..evaluate.hands import evaluate, markdown, write_report
-    from ..runtime.store import RuntimeOptions
+    from ..runtime.sessions import RuntimeOptions
     from ..settings import default_settings
 
     after = default_settings(fingers=True, **({"refine": args.refine} if args.refine else {}))
@@ -50,7 +50,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from ..evaluate.hands import bench
     from ..imageio import load_image
-    from ..runtime.store import RuntimeOptions
+    from ..runtime.sessions import RuntimeOptions
 
     for path in args.images:
         r = bench(load_image(path), runtime=RuntimeOptions(models=args.models), repeats=args.repeats)

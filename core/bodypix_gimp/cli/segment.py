@@ -64,7 +64,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def runtime_from_args(args: argparse.Namespace):  # noqa: ANN201 - RuntimeOptions
-    from ..runtime.store import RuntimeOptions, models_dir
+    from ..runtime.sessions import RuntimeOptions
+    from ..runtime.store import models_dir
 
     if args.models:
         models_dir(args.models)  # a wrong folder is an error now, not per image

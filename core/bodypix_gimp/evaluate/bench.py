@@ -134,7 +134,7 @@ def peak_rss_mb() -> float | None:
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Time ``segment`` on one .npy photo; runs in its own process (see ``run_case``)."""
     from ..pipeline import segment
-    from ..runtime.store import RuntimeOptions
+    from ..runtime.sessions import RuntimeOptions
     from ..settings import Settings
 
     image = np.load(spec["photo"])
@@ -290,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
 def machine_info() -> dict[str, Any]:
     import onnxruntime as ort
 
-    from ..runtime.store import choose_providers
+    from ..runtime.sessions import choose_providers
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None  # other work on the machine skews timings
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime import store as models
+from ..runtime import store
 
 
 def _feeds(rgb: np.ndarray, ratio: float) -> dict[str, np.ndarray]:
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = its default)")
     p.add_argument("--out", type=Path, default=Path("reports"))
     args = p.parse_args(argv)
-    models_dir = models.models_dir(args.models)
+    models_dir = store.models_dir(args.models)
     photo = args.photo or models_dir.parent / "eval" / "seed" / "jim.jpg"
     if not photo.is_file():
         p.error(f"photo {photo} not found; pass --photo")

@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..imageio import load_image
 from ..result import Result
-from ..runtime.store import RuntimeOptions
+from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings, default_settings
 
 CONFIDENT = 0.8  # landmark presence from which a hand counts for the fingertip score

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.store import RuntimeOptions
+from ..runtime.sessions import RuntimeOptions
 from ..settings import ConfigError, Settings, default_settings
 from . import metrics
 from .datasets import Dataset, part_group_iou

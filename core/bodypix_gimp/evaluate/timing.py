@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..pipeline import get_model
-from ..runtime.store import RuntimeOptions
+from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings
 
 

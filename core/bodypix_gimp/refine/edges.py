@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..runtime.store import RuntimeOptions
+from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings
 from .guided import coefficients_near, guided_filter
 from .snake import snake_mask

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from ..result import Pose
-from ..runtime.store import RuntimeOptions
+from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings
 from . import guided
 from .mediapipe_hands import Hand, HandModels, landmark_region, palm_region

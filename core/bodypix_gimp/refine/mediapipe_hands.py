@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..runtime import store as models
-from ..runtime.store import RuntimeOptions
+from ..runtime.sessions import RuntimeOptions, session
+from ..runtime.store import AUX_MODELS, model_path
 
 PALM_SIZE = 192
 LANDMARK_SIZE = 224
@@ -156,8 +156,8 @@ class HandModels:
         kind = "full" if full else "lite"
 
         def load(name: str) -> object:
-            path = models.model_path(models.AUX_MODELS[name], runtime.models)
-            return models.session(path, runtime.force_cpu, runtime.threads or HAND_THREADS)
+            path = model_path(AUX_MODELS[name], runtime.models)
+            return session(path, runtime.force_cpu, runtime.threads or HAND_THREADS)
 
         self.palm = load(f"palm_detection_{kind}")
         self.landmark = load(f"hand_landmark_{kind}")

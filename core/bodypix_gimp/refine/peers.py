@@ -2,7 +2,7 @@
 
 Both are plain array functions, photo in, float32 HxW in [0, 1] at the photo's size out,
 so the evaluation harness can run them alone and the edge methods can fuse them with
-BodyPix.  Sessions come from ``models.session`` (cached per process).
+BodyPix.  Sessions come from ``runtime.sessions.session`` (cached per process).
 
 RVM (Robust Video Matting, MobileNetV3) is GPL-3.0; see ../shared/models/rvm/README.md.
 """
@@ -14,8 +14,8 @@ import math
 import cv2
 import numpy as np
 
-from ..runtime import store as models
-from ..runtime.store import RuntimeOptions
+from ..runtime.sessions import RuntimeOptions, session
+from ..runtime.store import AUX_MODELS, model_path
 
 # RVM runs on a copy of the photo no larger than this many pixels; its own deep guided
 # filter brings the alpha back to that copy's size, and we upsample the rest of the way.
@@ -33,8 +33,8 @@ RVM_MIN_SIDE = 4
 
 def _session(name: str, runtime: RuntimeOptions | None):
     runtime = runtime or RuntimeOptions()
-    path = models.model_path(models.AUX_MODELS[name], runtime.models)
-    return models.session(path, runtime.force_cpu, runtime.threads)
+    path = model_path(AUX_MODELS[name], runtime.models)
+    return session(path, runtime.force_cpu, runtime.threads)
 
 
 def _shrink(rgb: np.ndarray, max_pixels: int) -> np.ndarray:

@@ -1,12 +1,9 @@
-"""Where model files live, and one cached onnxruntime session per file.
+"""Where model files live, and their sha256 check.
 
 Lookup order (first hit wins): an explicit folder argument, then ``$BODYPIX_MODELS``, then
 the per-user data folder the installer fills.  Each folder is laid out like
 ``../shared/models`` (``bodypix/onnx/...``, ``mediapipe_hands/...``, ``rvm/...``,
 ``selfie_segmentation/...``), so ``BODYPIX_MODELS=../shared/models`` works as is.
-
-Sessions are created once per (file, providers, threads) and reused: loading a model
-costs 20-200 ms, running it often less.
 """
 
 from __future__ import annotations
@@ -15,26 +12,12 @@ import functools
 import hashlib
 import json
 import os
-import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import platformdirs
 
 ENV_VAR = "BODYPIX_MODELS"
-ENV_FORCE_CPU = "BODYPIX_FORCE_CPU"
-ENV_THREADS = "BODYPIX_THREADS"
 APP_NAME = "bodypix-gimp"
-
-# Preference order for execution providers; CPU is always the last resort.
-PREFERRED_PROVIDERS = (
-    "CUDAExecutionProvider",
-    "DmlExecutionProvider",
-    "CoreMLExecutionProvider",
-    "CPUExecutionProvider",
-)
-
 
 class ModelNotFoundError(FileNotFoundError):
     """A model file is missing; the message says where we looked and how to install."""
@@ -145,55 +128,6 @@ def model_path(relpath: str, folder: str | os.PathLike[str] | None = None, verif
                 "it is damaged or was replaced. Reinstall it: " + INSTALL_HINT
             )
     return path
-
-
-def choose_providers(force_cpu: bool | None = None) -> list[str]:
-    """Best available onnxruntime execution providers, CPU last; ``force_cpu`` keeps CPU only."""
-    import onnxruntime as ort
-
-    if force_cpu is None:
-        force_cpu = os.environ.get(ENV_FORCE_CPU, "") not in ("", "0", "false", "no")
-    if force_cpu:
-        return ["CPUExecutionProvider"]
-    available = set(ort.get_available_providers())
-    return [p for p in PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """How models run: a models folder, CPU-only or best provider, thread count (0 = ort default)."""
-
-    models: str | None = None
-    force_cpu: bool | None = None
-    threads: int = 0
-
-
-_lock = threading.Lock()
-_sessions: dict[tuple[Any, ...], Any] = {}
-
-
-def session(path: str | os.PathLike[str], force_cpu: bool | None = None, threads: int = 0) -> Any:
-    """A cached ``onnxruntime.InferenceSession`` for ``path``."""
-    import onnxruntime as ort
-
-    if not threads:
-        threads = int(os.environ.get(ENV_THREADS, "0") or 0)
-    providers = tuple(choose_providers(force_cpu))
-    key = (str(path), providers, threads)
-    with _lock:
-        sess = _sessions.get(key)
-        if sess is None:
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-            # No busy-waiting worker threads: they cost more than they save on a loaded
-            # 2-core machine (GIMP itself, other plug-ins) and between short runs.
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            if threads:
-                opts.intra_op_num_threads = threads
-                opts.inter_op_num_threads = 1
-            sess = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
-            _sessions[key] = sess
-        return sess
 
 
 def installed_models(folder: str | os.PathLike[str] | None = None) -> dict[str, bool]:
