@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from bodypix_gimp import PART_NAMES, load_image, segment
 from bodypix_gimp.render import RAINBOW_PART_COLORS
-from bodypix_gimp.worker import build_settings, part_label, persons_overlapping
+from bodypix_gimp.worker.operations import build_settings, part_label, persons_overlapping
 
 # Protocol tests run BodyPix alone (refinement and fingers are the core's business and tested
 # there); the plug-in's defaults (both on) are exercised in the first test and in real GIMP.
@@ -290,7 +290,8 @@ def test_group_ops_on_a_photo_without_people(tmp_path, two_people, op, models_di
 def test_person_pixels_but_no_people_told_apart(tmp_path, two_people, core) -> None:
     """A mask with no person instance (a result made without multi-person decoding): the two
     group procedures say so in one line instead of adding empty layers or paths."""
-    from bodypix_gimp.worker import Output, Request, WorkerError, persons_to_items, pose_paths
+    from bodypix_gimp.worker.operations import persons_to_items, pose_paths
+    from bodypix_gimp.worker.protocol import Output, Request, WorkerError
 
     assert core.found_person and not core.persons
     h, w = two_people.shape[:2]

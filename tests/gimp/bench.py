@@ -33,7 +33,7 @@ CORE_SCRIPT = r"""
 import json, sys, time
 t0 = time.perf_counter()
 from bodypix_gimp import load_image, segment
-from bodypix_gimp.worker import build_settings
+from bodypix_gimp.worker.operations import build_settings
 defaults = json.loads(sys.argv[3])
 img = load_image(sys.argv[1])
 s = build_settings(defaults)

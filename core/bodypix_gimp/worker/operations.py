@@ -1,0 +1,304 @@
+"""The plug-in's operations: dialog options -> Settings, one function per operation.
+
+Each operation gets the core's Result for the source rectangle and writes what GIMP should
+apply as result files (``protocol.Output``); GIMP only copies them into layers, channels,
+selections and paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import render
+from ..bodypix.poses import skeleton
+from ..pipeline import segment
+from ..result import PART_GROUPS, PART_NAMES, Result, part_ids
+from ..runtime.sessions import RuntimeOptions
+from ..runtime.store import ChecksumError, ModelNotFoundError
+from ..settings import ConfigError, Settings, default_settings
+from .protocol import MULTI_PERSON_OPS, Output, Request, WorkerError
+
+QUALITY = {"fast": {"output_stride": 16}, "accurate": {"output_stride": 8}}
+
+
+def build_settings(options: dict[str, Any]) -> Settings:
+    """Dialog values -> Settings on top of the product defaults.
+
+    quality: "fast" (stride 16) or "accurate" (stride 8); refine / fingers: on or off;
+    threshold: 0..1; internal_resolution: low/medium/high/full or a number.
+    """
+    base = default_settings()
+    changes: dict[str, Any] = {}
+    quality = options.get("quality", "fast")
+    if quality not in QUALITY:
+        raise WorkerError(f"quality must be one of {', '.join(QUALITY)}, not {quality!r}", "config")
+    changes.update(QUALITY[quality])
+    if "threshold" in options:
+        changes["segmentation_threshold"] = float(options["threshold"])
+    if options.get("internal_resolution"):
+        changes["internal_resolution"] = options["internal_resolution"]
+    if "refine" in options:
+        changes["refine"] = base.refine if options["refine"] else "none"
+    if "fingers" in options:
+        changes["fingers"] = bool(options["fingers"])
+    if "soft_edges" in options:
+        changes["soft_edges"] = bool(options["soft_edges"])
+    try:
+        return base.replace(**changes)
+    except ConfigError as e:
+        raise WorkerError(str(e), "config") from None
+
+
+
+def intersect(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Intersection of two (x, y, w, h) rectangles; w or h may come out 0."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
+
+
+def persons_overlapping(
+    person_mask: np.ndarray, selection: np.ndarray, instance_map: np.ndarray | None = None
+) -> np.ndarray:
+    """Keep only the people that touch the selection (a box around one person in a group).
+
+    A pixel is kept when its 8-connected component of the hard mask touches the selection
+    and, with body-pix's person instances (``instance_map`` from ``multi_person``), its
+    person does too (or no person claimed it): components keep apart people who stand
+    apart, instances split people who touch.  Soft mask values are kept inside the chosen
+    people.
+    """
+    import cv2
+
+    hard = (person_mask >= 128).astype(np.uint8)
+    count, labels = cv2.connectedComponents(hard, connectivity=8)
+    inside = (selection >= 128) & (hard > 0)
+    hit = np.unique(labels[inside])
+    keep = np.isin(labels, hit[hit > 0])
+    if instance_map is not None and instance_map.any():
+        people = np.unique(instance_map[inside])
+        # both must agree: a component the selection touches, and (within it) a touched
+        # person; body-pix can miss a pose (someone cut by the frame) and hand their pixels
+        # to a neighbour's instance, which the component test then removes again
+        keep = keep & (np.isin(instance_map, people[people > 0]) | (instance_map == 0))
+    # soft edges just outside a kept person belong to it: grow the kept area by the
+    # soft fringe (pixels 1..127 adjacent to kept people)
+    if ((person_mask > 0) & (person_mask < 128)).any():
+        grown = cv2.dilate(keep.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=3) > 0
+        keep = keep | (grown & (person_mask > 0) & ~hard.astype(bool))
+    return np.where(keep, person_mask, np.uint8(0))
+
+
+def bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x, y, w, h) of the non-zero pixels, None when there are none."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+
+
+@dataclass
+class Job:
+    """One request after segmenting: what every operation reads and where it writes."""
+
+    req: Request
+    res: Result
+    settings: Settings
+    selection: np.ndarray | None
+    out: Output
+    local: tuple[int, int, int, int]  # the part of the source inside the target, in source pixels
+    origin: tuple[int, int]  # image position of that part's top-left corner
+
+
+def select_person(job: Job) -> None:
+    """The person mask; with a selection, only the people it touches."""
+    mask = job.res.person_mask
+    if job.selection is not None:
+        mask = persons_overlapping(mask, job.selection, job.res.instance_map)
+        if not (mask >= 128).any():
+            raise WorkerError("No person overlaps the selection. Nothing was changed.", "empty")
+    job.out.add("person", mask, job.local)
+
+
+def select_parts(job: Job) -> None:
+    """The chosen parts or part groups; with a selection, of the people it touches only."""
+    req, res = job.req, job.res
+    if req.parts in ([], ["person"]):
+        mask = res.person_mask
+    else:
+        mask = np.where(np.isin(res.part_map, part_ids(req.parts)), np.uint8(255), np.uint8(0))
+    if job.selection is not None:
+        chosen = persons_overlapping(res.person_mask, job.selection, res.instance_map)
+        mask = np.where(chosen >= 128, mask, np.uint8(0))
+    if not (mask >= 128).any():
+        names = ", ".join(req.parts or ["person"])
+        raise WorkerError(f"None of these parts was found: {names}. Nothing was changed.", "empty")
+    job.out.add("parts", mask, job.local)
+
+
+def parts_to_layers(job: Job) -> dict[str, Any]:
+    """One tight mask per present part, the coloured part map and the person mask."""
+    res, out = job.res, job.out
+    lx, ly, tw, th = job.local
+    tx, ty = job.origin
+    region = res.part_map[ly : ly + th, lx : lx + tw]
+    counts = np.bincount(region.ravel(), minlength=256)
+    for pid in np.flatnonzero(counts[: len(PART_NAMES)]):
+        m = region == pid
+        bx, by, bw, bh = bbox(m)  # type: ignore[misc]
+        crop = np.where(m[by : by + bh, bx : bx + bw], np.uint8(255), np.uint8(0))
+        color = [int(c) for c in render.RAINBOW_PART_COLORS[pid]]
+        out.add(
+            part_label(PART_NAMES[pid]),
+            crop,
+            (0, 0, bw, bh),
+            origin=(tx + bx, ty + by),
+            kind="part",
+            part=PART_NAMES[pid],
+            color=color,
+            pixels=int(counts[pid]),
+        )
+    colored = render.colored_part_mask(region, background=(0, 0, 0))
+    alpha = np.where(region != 255, np.uint8(255), np.uint8(0))
+    out.add("part map", np.dstack([colored, alpha]), (0, 0, tw, th), origin=(tx, ty), kind="part-map")
+    out.add("person", res.person_mask, job.local, kind="person")
+    return {"groups": {g: [part_label(n) for n in names] for g, names in PART_GROUPS.items()}}
+
+
+def persons_to_layers(job: Job) -> None:
+    persons_to_items(job.res, job.out, job.req, job.local, job.origin)
+
+
+def pose_to_path(job: Job) -> None:
+    job.out.items.extend(pose_paths(job.res, job.req, job.settings.min_keypoint_score))
+
+
+# op name (protocol.OPS) -> operation; an operation may return extra keys for the result line
+OPERATIONS: dict[str, Callable[[Job], dict[str, Any] | None]] = {
+    "select-person": select_person,
+    "person-mask": select_person,
+    "select-parts": select_parts,
+    "parts-to-layers": parts_to_layers,
+    "persons-to-layers": persons_to_layers,
+    "pose-to-path": pose_to_path,
+}
+
+
+def run(
+    req: Request, rgba: np.ndarray, selection: np.ndarray | None, progress: Callable[[float, str], None]
+) -> dict:
+    """Compute what ``req.op`` asks for and write it; returns the result description."""
+    settings = build_settings(req.options)
+    if selection is not None or req.op in MULTI_PERSON_OPS:  # these need to tell people apart
+        settings = settings.replace(multi_person=True)
+    if req.op == "select-parts":
+        try:  # a typo in a part name fails before BodyPix runs
+            part_ids(req.parts or ["person"])
+        except ValueError as e:
+            raise WorkerError(str(e), "config") from None
+    try:
+        res = segment(rgba, settings, RuntimeOptions(models=req.models), progress=progress)
+    except (ModelNotFoundError, ChecksumError) as e:
+        raise WorkerError(str(e), "model") from None
+    if not res.found_person:
+        raise WorkerError(
+            f"No person found in '{req.label}'. Nothing was changed. "
+            "Try a lower threshold or the accurate quality.",
+            "empty",
+        )
+    sx, sy = req.source_rect[:2]
+    tx, ty, tw, th = intersect(req.source_rect, req.target_rect)
+    job = Job(req, res, settings, selection, Output(req.outdir, (sx, sy)), (tx - sx, ty - sy, tw, th), (tx, ty))
+    summary: dict[str, Any] = {"timings_ms": {k: round(v, 1) for k, v in res.timings.items()}}
+    summary.update(OPERATIONS[req.op](job) or {})
+    summary["items"] = job.out.items
+    return summary
+
+
+def require_persons(res: Any, label: str) -> None:
+    """Person pixels but no pose confident enough to make a person: say so, change nothing."""
+    if not res.persons:
+        raise WorkerError(
+            f"BodyPix found person pixels in '{label}' but could not tell people apart (no confident pose). "
+            "Nothing was changed. Use Select Person for the whole mask.",
+            "empty",
+        )
+
+
+def persons_to_items(
+    res: Any, out: Output, req: Request, local: tuple[int, int, int, int], origin: tuple[int, int]
+) -> None:
+    """One tight mask item per person ("Person 1" leftmost), cropped to the target.
+
+    Each mask is the core's ``Person.mask`` (the final mask on that person's pixels), so the
+    layers and channels partition the person mask the way the core's instances do.
+    """
+    require_persons(res, req.label)
+    lx, ly, tw, th = local
+    for p in res.persons:
+        # the person's box (source pixels) within the part of the source inside the target
+        x0, y0 = max(p.bbox[0], lx), max(p.bbox[1], ly)
+        x1, y1 = min(p.bbox[2], lx + tw), min(p.bbox[3], ly + th)
+        if x1 <= x0 or y1 <= y0:
+            continue  # this person lies outside the canvas (a layer hanging over its edge)
+        mine = res.instance_map[y0:y1, x0:x1] == p.index
+        crop = np.where(mine, res.person_mask[y0:y1, x0:x1], np.uint8(0))
+        box = bbox(crop)
+        if box is None:
+            continue
+        color = [int(c) for c in PERSON_COLORS[(p.index - 1) % len(PERSON_COLORS)]]
+        out.add(
+            f"Person {p.index}",
+            crop,
+            box,
+            origin=(origin[0] + x0 - lx, origin[1] + y0 - ly),
+            kind="person",
+            index=p.index,
+            color=color,
+            pixels=int(mine.sum()),
+        )
+    if not out.items:
+        raise WorkerError(f"Nobody in '{req.label}' lies inside the canvas. Nothing was changed.", "empty")
+
+
+# Distinct colours for "Person k" layers and channels (Okabe-Ito, readable for colour-blind users).
+PERSON_COLORS = np.array(
+    [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0), (204, 121, 167)],
+    np.uint8,
+)
+
+
+def pose_paths(res: Any, req: Request, min_score: float) -> list[dict[str, Any]]:
+    """Per person with a confident skeleton: ``{"kind": "pose", "name": "Pose k", "segments"}``.
+
+    ``segments`` are the body-pix skeleton's adjacent-keypoint edges whose two keypoints both
+    score above ``min_score`` (``poses.skeleton``), as [x0, y0, x1, y1] in image coordinates;
+    "Pose k" belongs to "Person k".  No file: GIMP makes one open stroke per segment.
+    """
+    require_persons(res, req.label)
+    sx, sy = req.source_rect[:2]
+    items = []
+    for p in res.persons:
+        bones = skeleton(p.pose, min_score=min_score)
+        if bones:
+            segments = [[x0 + sx, y0 + sy, x1 + sx, y1 + sy] for (x0, y0), (x1, y1) in bones]
+            items.append({"name": f"Pose {p.index}", "kind": "pose", "index": p.index, "segments": segments})
+    if not items:
+        raise WorkerError(
+            f"No confident pose found in '{req.label}' (no keypoint pair scores above {min_score}). "
+            "Nothing was changed.",
+            "empty",
+        )
+    return items
+
+
+def part_label(name: str) -> str:
+    """``left_hand`` -> ``left hand``: the names users see on layers and channels."""
+    return name.replace("_", " ")
