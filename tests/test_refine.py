@@ -102,7 +102,7 @@ def human_seg(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def test_fusion_drops_a_pram_the_foreground_networks_count_as_person() -> None:
     # human_seg_300 photo 167: a man pushing a pram.  RVM and Selfie segment the foreground, so
-    # the pram was part of the "person"; the pose-guided veto (edges.veto_objects) drops it.
+    # the pram was part of the "person"; the pose-guided veto (fusion.veto_objects) drops it.
     rgb, gt = human_seg("167")
     veto = segment(rgb, default_settings(fingers=False)).person_mask >= 128
     plain = segment(rgb, default_settings(fingers=False, refine="fusion-blend")).person_mask >= 128
@@ -117,7 +117,7 @@ def test_fusion_drops_a_pram_the_foreground_networks_count_as_person() -> None:
 def test_fusion_brings_back_trousers_only_bodypix_sees() -> None:
     # human_seg_300 photo 274: a woman sitting in striped trousers on a rug.  RVM puts the
     # trousers at alpha ~0, so the blend loses half her legs; BodyPix's sharper pass is sure of
-    # them, and the re-vote (edges.revote_disputed) brings them back.
+    # them, and the re-vote (fusion.revote_disputed) brings them back.
     rgb, gt = human_seg("274")
     judged = segment(rgb, default_settings(fingers=False)).person_mask >= 128
     blend = segment(rgb, default_settings(fingers=False, refine="fusion-blend")).person_mask >= 128

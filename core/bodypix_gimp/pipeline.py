@@ -54,7 +54,7 @@ def _stage_needs_models(stage: str, how_to_skip: str) -> Iterator[None]:
 
 
 def sharp_bodypix(model: BodyPixModel, settings: Settings) -> Callable[[np.ndarray], np.ndarray]:
-    """photo -> BodyPix person probability at internal resolution "high" (``edges.SecondOpinion``)."""
+    """photo -> BodyPix person probability at internal resolution "high" (``refine.fusion.SecondOpinion``)."""
     sharp = settings.replace(internal_resolution="high")
     return lambda photo: decode.person_probability(model.run(photo, sharp))
 
