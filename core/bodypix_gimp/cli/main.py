@@ -14,10 +14,10 @@ import sys
 SUBCOMMANDS = [
     "bodypix_gimp.cli.segment",
     "bodypix_gimp.cli.models",
-    "bodypix_gimp.setup.install",
-    "bodypix_gimp.evaluate.bench",
+    "bodypix_gimp.cli.setup_models",
+    "bodypix_gimp.cli.bench",
     "bodypix_gimp.cli.eval",
-    "bodypix_gimp.evaluate.persons",
+    "bodypix_gimp.cli.eval_persons",
     "bodypix_gimp.cli.hands",
 ]
 

@@ -16,7 +16,6 @@ Writes ``bench.json`` and ``bench.md`` to ``--out`` (default ``reports/``).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -24,7 +23,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,28 +37,6 @@ TARGET_PEAK_MB_24MP = 1536.0
 # A real 1920x1080 portrait from the shared evaluation photos; upscaled for 12 and 24 MP.
 DEFAULT_PHOTO = Path("eval") / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..cli.segment import add_settings_arguments
-
-    p = sub.add_parser("bench", help="time the pipeline per model and photo size, next to TF.js body-pix",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", "-o", default="reports", metavar="DIR", help="report folder (default: reports/)")
-    p.add_argument("--photo", metavar="IMAGE", help="source photo, resized to each size (default: a shared "
-                   "p3m_demo_pseudo 1080p portrait, else samples/astronaut.jpg)")
-    p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), metavar="MP,...",
-                   help="photo sizes in megapixels, timed next to TF.js (default: %(default)s)")
-    p.add_argument("--memory-sizes", default=",".join(map(str, DEFAULT_MEMORY_SIZES)), metavar="MP,...",
-                   help="sizes measured without the TF.js reference ('' for none; default: %(default)s)")
-    p.add_argument("--repeat", type=int, default=3, help="timed runs per case, median reported (default: 3)")
-    p.add_argument("--no-reference", action="store_true", help="skip the TF.js comparison")
-    p.add_argument("--reference-backend", choices=("wasm", "cpu"), default="wasm",
-                   help="TF.js backend to compare with: wasm (SIMD, the fast one; default) or cpu (pure JS, slow)")
-    p.add_argument("--quick", action="store_true",
-                   help="one small case (first model, 0.25 MP, 1 run, no memory-only sizes): a smoke test for CI")
-    add_settings_arguments(p)
-    p.set_defaults(func=run)
 
 
 def parse_sizes(text: str) -> list[float]:
@@ -89,21 +65,6 @@ def resized_photo(rgb: np.ndarray, megapixels: float) -> np.ndarray:
     scale = (megapixels * 1e6 / (h * w)) ** 0.5
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
-
-
-def bench_models(args: argparse.Namespace, settings: Any) -> list[str]:
-    """The models to time: the one the options name, else every installed BodyPix model."""
-    from ..runtime.store import installed_models
-    from ..settings import model_name
-
-    if args.model or args.stride is not None:
-        return [settings.model_name]
-    have = installed_models(args.models)
-    names = [n for n in have if have[n] and ("mobilenet" in n or "resnet" in n)]
-    if not names:
-        return [settings.model_name]  # segment will raise the usual "not installed" message
-    default = model_name(settings.architecture, settings.multiplier, settings.quant_bytes, settings.output_stride)
-    return sorted(names, key=lambda n: (n != default, n))
 
 
 # ---- one case in a fresh process ---------------------------------------------------------------
@@ -207,84 +168,6 @@ def reference_times(photos: list[Path], model: str, settings: Any, models: str |
                     "all_ms": r.record.get("segmentPerson_all_ms"), "load_ms": r.record.get("load_ms"),
                     "wasm": r.record.get("wasm")})
     return out, None
-
-
-# ---- the command -------------------------------------------------------------------------------
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..cli.segment import runtime_from_args, settings_from_args
-    from ..imageio import load_image
-
-    settings = settings_from_args(args)
-    runtime = runtime_from_args(args)
-    sizes = parse_sizes(args.sizes)
-    memory_sizes = parse_sizes(args.memory_sizes)
-    models = bench_models(args, settings)
-    repeat = max(1, args.repeat)
-    if args.quick:
-        models, sizes, memory_sizes, repeat = models[:1], [min(sizes)], [], 1
-    from ..runtime.store import bodypix_relpath, model_path
-
-    for model in models:  # a missing model is a one-line error before any work or output
-        model_path(bodypix_relpath(model), runtime.models)
-    photo_path = Path(args.photo) if args.photo else default_photo()
-    source = load_image(photo_path)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    raw = settings.replace(refine="none", fingers=False, soft_edges=False)
-    extra_stages = raw != settings
-    rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bodypix-bench-") as tmp:
-        photos: dict[float, Path] = {}
-        for mp in sizes + [m for m in memory_sizes if m not in sizes]:
-            img = resized_photo(source, mp)
-            photos[mp] = Path(tmp) / f"photo_{mp:g}mp.npy"
-            np.save(photos[mp], img)
-            del img
-        for model in models:
-            from ..settings import parse_model_name
-
-            m_raw = raw.replace(**parse_model_name(model))
-            m_full = settings.replace(**parse_model_name(model))
-            ref: list[dict[str, Any]] = []
-            ref_error = "skipped (--no-reference)" if args.no_reference else None
-            if not args.no_reference and sizes:
-                ref, ref_error = reference_times([photos[s] for s in sizes], model, m_raw, runtime.models, repeat,
-                                                 args.reference_backend)
-            for mp in sizes + [m for m in memory_sizes if m not in sizes]:
-                shape = np.load(photos[mp], mmap_mode="r").shape
-                row: dict[str, Any] = {"model": model, "megapixels": mp, "width": shape[1], "height": shape[0],
-                                       "memory_only": mp not in sizes}
-                print(f"{model} {shape[1]}x{shape[0]} ...", file=sys.stderr, flush=True)
-                row["raw"] = run_case(photos[mp], m_raw, runtime, repeat)
-                if extra_stages:
-                    row["full"] = run_case(photos[mp], m_full, runtime, repeat)
-                if mp in sizes and ref:
-                    row["tfjs"] = ref[sizes.index(mp)]
-                    ours, theirs = row["raw"].get("ms"), row["tfjs"].get("ms")
-                    row["speedup"] = theirs / ours if ours and theirs else None
-                elif mp in sizes:
-                    row["tfjs"] = {"backend": args.reference_backend, "error": ref_error}
-                rows.append(row)
-    report = {
-        "settings": settings.to_dict(),
-        "raw_settings_for_ratio": raw.to_dict(),
-        "photo": str(photo_path),
-        "repeat": repeat,
-        "reference_backend": None if args.no_reference else args.reference_backend,
-        "targets": {"speedup_vs_tfjs_wasm": TARGET_SPEEDUP, "peak_rss_mb_24mp": TARGET_PEAK_MB_24MP},
-        "machine": machine_info(),
-        "command": "bodypix-gimp " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("bodypix-gimp") else None,
-        "rows": rows,
-    }
-    table = markdown_table(rows, extra_stages, args.reference_backend)
-    (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
-    (out_dir / "bench.md").write_text(markdown_report(report, table))
-    print(table)
-    print(f"\nWrote {out_dir / 'bench.json'} and {out_dir / 'bench.md'}")
-    return 0 if all("error" not in r["raw"] for r in rows) else 1
 
 
 def machine_info() -> dict[str, Any]:
