@@ -188,7 +188,7 @@ def child_env():
 
 
 def state_dir():
-    """Per-user folder of server state files (same rule as bodypix_gimp.worker.state_dir)."""
+    """Per-user folder of server state files (same rule as bodypix_gimp.worker.server.state_dir)."""
     try:
         user = getpass.getuser()
     except Exception:
