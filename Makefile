@@ -23,7 +23,7 @@ venv: $(BIN)/.installed
 
 demo: venv
 	$(BIN)/bodypix-gimp segment samples/astronaut.jpg --out out/demo --json --force
-	@echo "Outputs: out/demo/astronaut.person.png, .parts.png, .overlay.png, .json"
+	@echo "Outputs: out/demo/astronaut.person.png, .parts.png, .overlay.jpg, .json, manifest.jsonl"
 
 # Everything: fast suite, slow suites (evaluation subset, benchmarks), the TF.js reference, real GIMP.
 test: venv lint

@@ -34,7 +34,7 @@ def draw_mask(image: np.ndarray, mask_image: np.ndarray, opacity: float = 0.7) -
 
 
 def part_overlay(image: np.ndarray, part_map: np.ndarray, opacity: float = 0.7) -> np.ndarray:
-    """The coloured part overlay the CLI writes as ``<stem>.overlay.png``."""
+    """The coloured part overlay the CLI writes as ``<stem>.overlay.jpg`` (or ``.png``)."""
     return draw_mask(image, colored_part_mask(part_map), opacity)
 
 
