@@ -11,7 +11,7 @@ BODYPIX_MODELS ?= $(if $(wildcard $(SHARED_MODELS)),$(SHARED_MODELS),)
 export BODYPIX_MODELS
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast lint clean gimp-setup bench-gimp readme-image bench bench-convert eval
+.PHONY: venv demo test test-fast lint clean gimp-setup bench-gimp readme-image bench bench-convert bench-batch eval
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: venv
 # RVM TF.js -> ONNX: conversion time, converted vs reference file speed and outputs (reports/bench_convert.*).
 bench-convert: venv
 	$(BIN)/python -m bodypix_gimp.evaluate.bench_convert --out reports
+
+# Photos per second of `segment` over many photos: local engine and Ray with 1 and 2 workers,
+# at 2 and 12 MP; wall per photo vs segment()'s total (reports/bench_batch.json, .md; ~10 min).
+bench-batch: venv
+	$(BIN)/python -m bodypix_gimp.batch.bench --out reports
 
 # Real GIMP 3.0.4 (Debian 13 rootfs in .cache/gimp3; needs root). The gimp tests call the
 # setup themselves; these targets are for the benchmark of issue 3 and the README picture.

@@ -48,7 +48,7 @@ def run_local(photos: list[Path], settings: Settings, runtime: Any, writer: Writ
         for path in photos:
             if stop.is_set():
                 return
-            item = Item(path)
+            item = Item(path, started=time.time())
             t = time.perf_counter()
             try:
                 item.photo = load_image(path)

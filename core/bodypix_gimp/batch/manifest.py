@@ -2,8 +2,9 @@
 
 Fields: ``input`` (as given), ``status`` (``ok``, ``failed`` or ``skipped``), ``outputs``
 (file names in DIR), ``error`` (the one-line message when it failed), ``person_found``,
-``size`` ([width, height]), ``timings_ms`` (read, segment stages, encode, write), ``engine``,
-``run`` (the run's start time, grouping its lines) and ``time`` (when the line was written).
+``size`` ([width, height]), ``timings_ms`` (read, segment stages, encode, write; with Ray the
+worker's host:pid), ``started`` (when its reading began), ``time`` (when its files were
+committed), ``engine`` and ``run`` (the run's start time, grouping its lines).
 A resumed run appends; the last line for an input is its current state (``latest``).
 Each line is one ``write`` on an ``O_APPEND`` descriptor, so an interrupt never leaves half
 a line, and the file honours the umask like the outputs.
@@ -20,8 +21,21 @@ from typing import Any
 NAME = "manifest.jsonl"
 
 
+def stamp(now: float) -> str:
+    """Seconds since the epoch -> ``2026-11-30T01:44:27.123Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def parse_time(text: str) -> float:
+    """A manifest ``time`` or ``run`` back to seconds since the epoch."""
+    import calendar
+
+    base, _, ms = text.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + (int(ms) / 1000 if ms else 0.0)
+
+
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return stamp(time.time())
 
 
 class Manifest:

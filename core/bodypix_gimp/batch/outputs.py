@@ -120,15 +120,27 @@ _TABLES_LOCK = threading.Lock()
 
 
 def overlay_bgr(image: np.ndarray, part_map: np.ndarray, opacity: float = 0.7) -> np.ndarray:
-    """``render.part_overlay`` (identical values) in BGR channel order, for OpenCV's encoders."""
+    """``render.part_overlay`` (identical values) in BGR channel order, for OpenCV's encoders.
+
+    Outside the people's bounding box every pixel is background: one per-channel LUT
+    (``cv2.LUT``); inside it, the (part, value) table.
+    """
+    import cv2
+
     with _TABLES_LOCK:
         tables = _TABLES.get(opacity)
         if tables is None:
             tables = _TABLES[opacity] = _overlay_tables(opacity)
-    index = part_map.astype(np.uint16) << 8
-    out = np.empty((*part_map.shape, 3), np.uint8)
-    for c in range(3):
-        np.take(tables[c], index | image[..., c], out=out[..., 2 - c])
+    background = np.ascontiguousarray(tables[::-1, 255 * 256:].T.reshape(1, 256, 3))  # BGR, part 255 (white)
+    out = cv2.LUT(cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2BGR), background)
+    rows = np.flatnonzero((part_map != 255).any(axis=1))
+    if rows.size:
+        y0, y1 = rows[0], rows[-1] + 1
+        cols = np.flatnonzero((part_map[y0:y1] != 255).any(axis=0))
+        x0, x1 = cols[0], cols[-1] + 1
+        index = part_map[y0:y1, x0:x1].astype(np.uint16) << 8
+        for c in range(3):
+            np.take(tables[c], index | image[y0:y1, x0:x1, c], out=out[y0:y1, x0:x1, 2 - c])
     return out
 
 

@@ -78,7 +78,7 @@ class Segmenter:
         from ..pipeline import segment
 
         path = Path(label)
-        item = Item(path)
+        item = Item(path, started=time.time())
         item.timings["worker"] = self.worker
         t = time.perf_counter()
         try:

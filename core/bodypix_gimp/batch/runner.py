@@ -29,7 +29,7 @@ import numpy as np
 from ..result import Result
 from ..settings import ConfigError, Settings
 from . import inputs as inputs_mod
-from .manifest import Manifest
+from .manifest import Manifest, stamp
 from .outputs import Aborted, Encoded, OutputOptions, commit, encode_photo, fixed_names, person_files, prepare_out_dir
 
 ENGINES = ("local", "ray")
@@ -49,6 +49,7 @@ class Item:
     photo: np.ndarray | None = None
     result: Result | None = None
     encoded: Encoded | None = None
+    started: float = 0.0  # time.time() when its reading began
 
     @property
     def label(self) -> str:
@@ -171,14 +172,14 @@ class Writer:
             self.bar.write(note)
         self.manifest.append({"input": item.label, "status": "ok", "outputs": names,
                               "person_found": enc.person_found, "size": list(enc.size),
-                              "timings_ms": item.timings})
+                              "timings_ms": item.timings, "started": stamp(item.started)})
 
     def _failed(self, item: Item, message: str) -> None:
         self.summary.failed += 1
         self.summary.failures.append(message)
         self.error_line(message)
         self.manifest.append({"input": item.label, "status": "failed", "outputs": [], "error": message,
-                              "timings_ms": item.timings})
+                              "timings_ms": item.timings, "started": stamp(item.started)})
 
 
 @contextmanager
