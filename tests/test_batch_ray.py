@@ -93,3 +93,21 @@ def test_interrupted_ray_run_resumes(tmp_path, local_ray):
     for s in stems:
         for kind in KINDS:
             assert (out / f"{s}.{kind}").read_bytes() == (tmp_path / "local" / f"{s}.{kind}").read_bytes()
+
+
+def test_bench_batch_writes_its_report(tmp_path):
+    """`make bench-batch` on a small case: both engines ran every photo and the report holds the figures."""
+    import json
+
+    from bodypix_gimp.batch import bench
+
+    assert bench.main(["--out", str(tmp_path), "--sizes", "0.3:3", "--workers", "1"]) == 0
+    report = json.loads((tmp_path / "bench_batch.json").read_text())
+    runs = report["runs"]["0.3 MP"]
+    assert set(runs) == {"local", "ray, 1 worker"}
+    for r in runs.values():
+        assert r["photos"] == 3 and r["photos_per_s"] > 0 and r["steady_s_per_photo"] > 0 and r["cpu_s_per_photo"] > 0
+    ratio = report["ratios"]["0.3 MP"]
+    assert ratio["segment_total_ms"] > 0 and ratio["batch_ratio"] > 0 and ratio["old_ratio"] > 0
+    assert len(report["encoders"]) == 7 and all(row["kB"] > 0 for row in report["encoders"])
+    assert "Wall per photo in a batch" in (tmp_path / "bench_batch.md").read_text()

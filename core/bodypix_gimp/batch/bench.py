@@ -187,7 +187,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {row['size']} | {row['workers']} | {row['steady_s_per_photo']} | "
                      f"{row['local_steady_s_per_photo']} | {row['overhead_ms_per_photo']} ms "
                      f"({row['overhead_fraction']:+.0%}) | {row['first_photo_s']} s |")
-    lines += ["", "## Encoders at 12 MP (best of 3)", "", "| output | ms | kB |", "| --- | --- | --- |"]
+    lines += ["", f"## Encoders at {report['encoders_at']} (best of 3)", "", "| output | ms | kB |",
+              "| --- | --- | --- |"]
     for row in report["encoders"]:
         lines.append(f"| {row['output']} | {row['ms']} | {row['kB']} |")
     lines += ["", f"Command: `{report['command']}`", ""]
@@ -198,11 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bodypix_gimp.batch.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="reports", help="report folder (default: reports/)")
-    p.add_argument("--photos-2mp", type=int, default=8)
-    p.add_argument("--photos-12mp", type=int, default=5)
+    p.add_argument("--sizes", default="2:8,12:5", metavar="MP:N,...",
+                   help="photo sizes in megapixels and photos of each (default: %(default)s); "
+                   "the encoders are timed at the largest")
     p.add_argument("--workers", default="1,2", help="Ray worker counts (default: 1,2); '' skips Ray")
     args = p.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    try:
+        sizes = [(float(mp), int(n)) for mp, n in (item.split(":") for item in args.sizes.split(","))]
+    except ValueError:
+        p.error(f"--sizes takes MP:N pairs like 2:8,12:5, not {args.sizes!r}")
+    if any(n < 2 or not 0.01 <= mp <= 50 for mp, n in sizes):
+        p.error("--sizes: at least 2 photos of 0.01 to 50 MP each")
     if workers:
         from .ray_engine import require_ray
 
@@ -212,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                               "runs": {}, "ratios": {}, "ray_overhead": []}
     with tempfile.TemporaryDirectory(prefix="bodypix-bench-batch-") as tmp:
         root = Path(tmp)
-        for size, mp, n in (("2 MP", 2.0, args.photos_2mp), ("12 MP", 12.0, args.photos_12mp)):
-            folder = root / size.replace(" ", "")
+        for mp, n in sizes:
+            size = f"{mp:g} MP"
+            folder = root / f"{mp:g}MP"
             photos = make_photos(folder, mp, n)
             print(f"{size}: segment() in-process...", file=sys.stderr)
             seg = segment_totals(photos)
@@ -242,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                     "overhead_ms_per_photo": round(over),
                     "overhead_fraction": over / 1000 / local["steady_s_per_photo"],
                     "first_photo_s": r["first_photo_s"]})
-        print("encoders at 12 MP...", file=sys.stderr)
-        report["encoders"] = encoders(root / "12MP" / "p00.jpg")
+        largest = max(mp for mp, _ in sizes)
+        print(f"encoders at {largest:g} MP...", file=sys.stderr)
+        report["encoders"] = encoders(root / f"{largest:g}MP" / "p00.jpg")
+        report["encoders_at"] = f"{largest:g} MP"
     load_after = [round(x, 2) for x in os.getloadavg()]
     cpus = os.cpu_count() or 1
     shared = max(load_before[0], load_after[0]) > 0.5 * cpus
