@@ -74,8 +74,8 @@ class Segmenter:
 
     def process(self, label: str) -> Item:
         from ..imageio import load_image
-        from ..runtime.store import ChecksumError, ModelNotFoundError
         from ..pipeline import segment
+        from ..runtime.store import ChecksumError, ModelNotFoundError
 
         path = Path(label)
         item = Item(path, started=time.time())
