@@ -4,6 +4,8 @@ of the plug-in and models into throw-away folders (the environment step is in th
 from __future__ import annotations
 
 import argparse
+import errno
+import hashlib
 import json
 import os
 import subprocess
@@ -155,7 +157,10 @@ def test_plugin_and_models_install_then_uninstall_exactly(tmp_path: Path, models
     install.install_models(layout, record, str(models_dir))
     install.install_plugin(layout, record, with_models=True)
     install.save_record(layout, record)
-    assert json.loads(layout.record.read_text())["files"] == sorted(set(record["files"]))
+    saved = json.loads(layout.record.read_text())
+    assert saved["files"] == record["files"] and saved["models"] == str(layout.models)
+    for path, digest in saved["files"].items():  # each file's checksum as it is on disk
+        assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
 
     (layout.data / "user-notes.txt").write_text("mine")  # not installed by us: must survive
     assert install.uninstall(layout) == 0
@@ -192,3 +197,122 @@ def test_full_install_check_uninstall_on_this_python(tmp_path: Path, models_dir:
     assert "[ok] BodyPix models: " in r.stdout and "[ok] Python environment" in r.stdout, r.stdout
     r = subprocess.run(cmd + ["--uninstall"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and not (tmp_path / "d").exists() and not (tmp_path / "p" / "bodypix").exists()
+
+
+# ------------------------------------------------- never touch what the installer did not make ---
+def cli(tmp: Path, *extra: str) -> list[str]:
+    return ["--plugin-dir", str(tmp / "plug-ins"), "--data-dir", str(tmp / "data"), *extra]
+
+
+def test_existing_venv_is_refused_and_survives_a_forced_install(tmp_path: Path, capsys) -> None:
+    """A venv/ the user made in --data-dir: refused in one line; with --force used but never removed."""
+    venv = tmp_path / "data" / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (venv / "my-notes.txt").write_text("mine")
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert install.main(cli(tmp_path, "--no-models")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(venv) in err and "--force" in err
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before  # nothing written
+
+    # --force: the installer uses it (here pip is missing in it, a real failure) and records it as not ours
+    assert install.main(cli(tmp_path, "--no-models", "--force")) == 1
+    assert "pip install failed" in capsys.readouterr().err
+    assert json.loads((tmp_path / "data" / "install-record.json").read_text())["venv"] is None
+    assert install.main(cli(tmp_path, "--uninstall")) == 0
+    assert (venv / "pyvenv.cfg").is_file() and (venv / "my-notes.txt").read_text() == "mine"
+
+
+def test_another_bodypix_plugin_is_refused_then_forced_over(tmp_path: Path, capsys) -> None:
+    theirs = tmp_path / "plug-ins" / "bodypix" / "bodypix.py"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("# another plug-in that happens to be called bodypix\n")
+    assert install.main(cli(tmp_path, "--no-models")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{theirs} was not installed by bodypix-gimp" in err and "--force" in err
+    assert theirs.read_text().startswith("# another plug-in") and not (tmp_path / "data").exists()
+    # the preflight check on its own: the same verdict, and --force lets it through
+    layout = install.Layout(args_for(tmp_path))
+    with pytest.raises(install.InstallError, match="was not installed by bodypix-gimp"):
+        install.preflight(layout, install.new_record(), force=False)
+    install.preflight(layout, install.new_record(), force=True)
+
+
+def test_uninstall_keeps_a_file_changed_since_install(tmp_path: Path, capsys) -> None:
+    layout = install.Layout(args_for(tmp_path))
+    record = install.new_record()
+    install.install_plugin(layout, record, with_models=False)
+    install.save_record(layout, record)
+    pixels = layout.plugin_dir / "pixels.py"
+    pixels.write_text(pixels.read_text() + "# my local fix\n")
+    # a re-install does not overwrite the user's change either
+    with pytest.raises(install.InstallError, match="pixels.py was changed since bodypix-gimp installed it"):
+        install.preflight(layout, install.load_record(layout), force=False)
+    assert install.uninstall(layout) == 0
+    out = capsys.readouterr().out
+    assert f"kept {pixels} (changed since it was installed)" in out
+    assert pixels.read_text().endswith("# my local fix\n")
+    assert sorted(p.name for p in layout.plugin_dir.iterdir()) == ["pixels.py"]
+    assert not layout.record.exists()
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[]", '{"files": 5}', '{"files": {"/x": 1}}', "\udcff"])
+def test_damaged_record_is_one_line_and_nothing_is_removed(tmp_path: Path, capsys, damage: str) -> None:
+    layout = install.Layout(args_for(tmp_path))
+    record = install.new_record()
+    install.install_plugin(layout, record, with_models=False)
+    install.save_record(layout, record)
+    layout.record.write_bytes(damage.encode("utf-8", "surrogateescape"))
+    assert install.main(cli(tmp_path, "--uninstall")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "install record" in err and "damaged" in err, err
+    assert (layout.plugin_dir / "bodypix.py").is_file() and layout.record.is_file()
+    assert install.main(cli(tmp_path, "--check")) == 1
+    out = capsys.readouterr().out
+    assert "[DAMAGED] the install record" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[1, 2]", '{"python": 3}', '{"python": "/p", "models": []}'])
+def test_check_on_a_damaged_config_is_one_line(tmp_path: Path, capsys, damage: str) -> None:
+    layout = install.Layout(args_for(tmp_path))
+    record = install.new_record()
+    install.install_plugin(layout, record, with_models=False)
+    (layout.plugin_dir / "bodypix-config.json").write_text(damage)
+    assert install.main(cli(tmp_path, "--check")) == 1
+    captured = capsys.readouterr()
+    damaged = [x for x in captured.out.splitlines() if "[DAMAGED]" in x]
+    assert len(damaged) == 1 and "bodypix-config.json is damaged" in damaged[0], captured.out
+    assert "Traceback" not in captured.out + captured.err
+
+
+def test_full_disk_while_writing_the_config_keeps_the_old_one(tmp_path: Path, monkeypatch) -> None:
+    """Fault injection: the disk fills while the new config is flushed; the old config stays whole."""
+    layout = install.Layout(args_for(tmp_path))
+    record = install.new_record()
+    install.install_plugin(layout, record, with_models=False)
+    cfg = layout.plugin_dir / "bodypix-config.json"
+    before = cfg.read_bytes()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(install.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        install.install_plugin(layout, record, with_models=True)
+    assert cfg.read_bytes() == before and json.loads(before)["models"] is None
+    assert not [p.name for p in layout.plugin_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_read_only_data_folder_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Fault injection: creating the data folder fails with EROFS; one line, no traceback."""
+    real = Path.mkdir
+
+    def read_only(self: Path, *a, **kw) -> None:
+        if self.is_relative_to(tmp_path / "data"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        real(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert install.main(cli(tmp_path, "--no-models")) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"[bodypix-gimp] ERROR: Read-only file system ({tmp_path / 'data'})"
