@@ -17,9 +17,11 @@ import hashlib
 import http.server
 import io
 import json
+import re
 import shutil
 import tarfile
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,9 +35,10 @@ from bodypix_gimp.runtime import store as models
 from bodypix_gimp.runtime.manifest import ManifestError, default_variants, onnx_checksums
 from bodypix_gimp.runtime.sessions import RuntimeOptions
 from bodypix_gimp.setup import install as setup_models
+from bodypix_gimp.setup import npm as npm_tar
 from bodypix_gimp.setup.convert import tflite as convert_tflite
 from bodypix_gimp.setup.convert.tfjs import ConversionError
-from bodypix_gimp.setup.download import ChecksumMismatchError, DownloadError, fetch
+from bodypix_gimp.setup.download import ChecksumMismatchError, DownloadError, fetch, plain_file_name
 from bodypix_gimp.setup.install import SetupError, install
 from bodypix_gimp.setup.npm import REGISTRY
 
@@ -400,3 +403,162 @@ def test_cli_npm_registry_and_one_line_error(server, npm, tmp_path, capsys):
     assert err.startswith("bodypix-gimp: error: human-models-3.0.4.tgz from " + npm.url) and "npm integrity" in err
     assert npm.hits.count(HANDS_TGZ) == 1  # the hands came first and were fine; still nothing is kept
     assert not target.exists()
+
+
+# ------------------------------------------------------------------ hostile npm tarballs ---
+BOMB = 128 << 20  # unpacked bytes of the zero-filled member; about 130 KB compressed (1000:1)
+
+
+class _Zeros(io.RawIOBase):
+    """``n`` zero bytes, read in blocks (the test never holds the bomb in memory either)."""
+
+    def __init__(self, n: int):
+        self.left = n
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        k = min(len(b), self.left)
+        b[:k] = bytes(k)
+        self.left -= k
+        return k
+
+
+def _hostile_tgz(path: Path, members: list[tuple[str, int | bytes]]) -> str:
+    """A gzipped tarball of (name, bytes or a count of zero bytes); returns its npm integrity."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz", compresslevel=9) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = data if isinstance(data, int) else len(data)
+            tar.addfile(info, _Zeros(data) if isinstance(data, int) else io.BytesIO(data))
+    return _sri(path)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory, models_dir) -> Iterator[tuple[Server, dict[str, str]]]:
+    """A loopback server with three hostile tarballs (each tiny on disk) and their integrity strings."""
+    root = tmp_path_factory.mktemp("hostile")
+    rvm_json = (models_dir / "rvm" / "tfjs" / "rvm.json").read_bytes()
+    sri = {
+        # the wanted member declares (and unpacks to) 128 MB where the recorded file has 3.7 MB
+        "big-member.tgz": _hostile_tgz(root / "big-member.tgz", [("package/models/rvm.bin", BOMB)]),
+        # a ranged member (the packed hand assets) that unpacks to 128 MB of zeros
+        "big-range.tgz": _hostile_tgz(root / "big-range.tgz", [("package/hands_solution_packed_assets.data", BOMB)]),
+        # an unwanted 128 MB member before the wanted one
+        "bomb-first.tgz": _hostile_tgz(root / "bomb-first.tgz", [("package/junk.bin", BOMB),
+                                                                 ("package/models/rvm.json", rvm_json)]),
+    }  # fmt: skip
+    assert all((root / name).stat().st_size < 400_000 for name in sri)  # tiny on disk
+    s = Server(root)
+    yield s, sri
+    s.close()
+
+
+def _spec_file(name: str, member_path: str) -> dict:
+    for spec in manifest.load_manifest()["aux"].values():
+        for f in spec["npm"]["files"]:
+            if f["path"] == member_path:
+                return f
+    raise KeyError(member_path)
+
+
+def _extract_peak(url: str, integrity: str, wanted: list[npm_tar.Wanted]) -> tuple[Exception | None, int]:
+    """Run npm_tar.extract under tracemalloc: (the exception it raised or None, peak bytes allocated)."""
+    tracemalloc.start()
+    try:
+        npm_tar.extract(url, integrity, wanted, retries=0)
+        err = None
+    except Exception as e:  # noqa: BLE001 (returned to the test, which checks its type)
+        err = e
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return err, peak
+
+
+def test_npm_member_larger_than_recorded_is_refused_unread(hostile, tmp_path):
+    server, sri = hostile
+    f = _spec_file("rvm", "rvm/tfjs/rvm.bin")
+    dest = tmp_path / "out" / "rvm.bin"
+    wanted = [npm_tar.Wanted(f["member"], dest, sha256=f["sha256"], size=f["size"])]
+    err, peak = _extract_peak(server.url + "big-member.tgz", sri["big-member.tgz"], wanted)
+    assert isinstance(err, ChecksumMismatchError), err
+    assert f"package/models/rvm.bin declares {BOMB} bytes, the recorded file has {f['size']}" in str(err)
+    assert peak < 32 << 20, f"peak {peak / 2**20:.0f} MB"
+    assert not (tmp_path / "out").exists() or tree(tmp_path / "out") == []
+
+
+def test_npm_range_of_a_huge_member_reads_only_the_range(hostile, tmp_path):
+    """A packed member unpacking to 128 MB: only the wanted range is read, its sha256 fails, nothing kept."""
+    server, sri = hostile
+    f = _spec_file("palm_detection_full", "mediapipe_hands/palm_detection_full.tflite")
+    dest = tmp_path / "out" / "palm.tflite"
+    wanted = [npm_tar.Wanted(f["member"], dest, *f["range"], sha256=f["sha256"])]
+    err, peak = _extract_peak(server.url + "big-range.tgz", sri["big-range.tgz"], wanted)
+    assert isinstance(err, ChecksumMismatchError) and f"{dest} does not match its recorded sha256" in str(err), err
+    assert peak < 32 << 20, f"peak {peak / 2**20:.0f} MB"
+    assert tree(tmp_path / "out") == []
+
+
+def test_npm_gzip_bomb_costs_bounded_memory_and_is_refused_past_the_limit(hostile, tmp_path, monkeypatch):
+    server, sri = hostile
+    f = _spec_file("rvm", "rvm/tfjs/rvm.json")
+    dest = tmp_path / "out" / "rvm.json"
+    wanted = [npm_tar.Wanted(f["member"], dest, sha256=f["sha256"], size=f["size"])]
+    # under the (real) limit: the bomb is skipped in bounded memory and the wanted file is kept, verified
+    err, peak = _extract_peak(server.url + "bomb-first.tgz", sri["bomb-first.tgz"], wanted)
+    assert err is None and sha(dest) == f["sha256"]
+    assert peak < 48 << 20, f"peak {peak / 2**20:.0f} MB"
+    dest.unlink()
+    # with the unpacked-size limit below the bomb: refused at its header, nothing kept
+    monkeypatch.setattr(npm_tar, "UNPACKED_LIMIT", 64 << 20)
+    err, peak = _extract_peak(server.url + "bomb-first.tgz", sri["bomb-first.tgz"], wanted)
+    assert isinstance(err, DownloadError) and "package/junk.bin ends" in str(err) and "beyond the" in str(err), err
+    assert tree(tmp_path / "out") == []
+
+
+# ------------------------------------------------------------------------------ shard names ---
+@pytest.mark.parametrize(("name", "plain"), [
+    ("group1-shard1of1.bin", True), ("group1-shard2of12.bin", True), ("weights é.bin", True),
+    ("D:x.bin", False),        # a drive-relative path on Windows: escapes the staging folder
+    ("C:", False), ("x.bin:stream", False),  # drive alone, NTFS alternate data stream
+    ("/etc/passwd", False), ("\\\\server\\share\\x.bin", False), ("C:\\x.bin", False),
+    ("../x.bin", False), ("..\\x.bin", False), ("a/b.bin", False), ("a\\b.bin", False),
+    ("..", False), (".", False), (".hidden.bin", False), ("", False),
+    ("x.bin.", False), ("x.bin ", False),  # Windows drops trailing dots and spaces
+    ("NUL", False), ("nul.bin", False), ("COM1.bin", False), ("lpt9", False), ("CON .bin", False),
+    ("com\u00b9.bin", False), ("CONIN$", False), ("console.bin", True), ("nul_x.bin", True),
+    ("x\x00.bin", False), ("x\n.bin", False), ('x"y.bin', False), ("x*.bin", False), ("x?.bin", False),
+    ("x<y>.bin", False), ("x|y.bin", False), ("a" * 255, True), ("a" * 256, False), ("\u00e9" * 128, False),
+    (None, False), (3, False), (["x.bin"], False),
+])  # fmt: skip
+def test_shard_name_validator(name, plain):
+    assert plain_file_name(name) is plain
+
+
+@pytest.mark.parametrize("shard", ["D:x.bin", "..\\x.bin", "/tmp/x.bin", "NUL.bin"])
+def test_hostile_shard_name_in_a_served_model_is_refused(tmp_path, models_dir, monkeypatch, shard):
+    """A model JSON (its checksum not recorded) naming a shard outside its folder: refused, nothing kept."""
+    root = tmp_path / "served"
+    folder = root / "mobilenet" / "quant2" / "075"
+    folder.mkdir(parents=True)
+    model = json.loads((models_dir / "bodypix" / "tfjs" / "mobilenet/quant2/075/model-stride16.json").read_text())
+    model["weightsManifest"][0]["paths"] = [shard]
+    (folder / "model-stride16.json").write_text(json.dumps(model))
+    data = manifest.load_manifest()
+    data["bodypix"][Q2_16]["tfjs_sha256"].pop("model-stride16.json")
+    monkeypatch.setattr(setup_models, "load_manifest", lambda: data)
+    server = Server(root)
+    try:
+        with pytest.raises(SetupError, match=f"refusing weight shard name {re.escape(repr(shard))}"):
+            install(tmp_path / "t", variants=[Q2_16], base_url=server.url, aux=[], retries=0)
+    finally:
+        server.close()
+    assert not (tmp_path / "t").exists() and server.hits == ["mobilenet/quant2/075/model-stride16.json"]
+    # the same from a local folder of TF.js files
+    src = tmp_path / "src" / "bodypix" / "tfjs"
+    shutil.copytree(root, src)
+    with pytest.raises(SetupError, match="refusing weight shard name"):
+        install(tmp_path / "t", models_from=tmp_path / "src", variants=[Q2_16], aux=[])
+    assert not (tmp_path / "t").exists()

@@ -12,9 +12,11 @@ so a bad download never sits where the runtime would load it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +35,34 @@ class DownloadError(RuntimeError):
 
 class ChecksumMismatchError(DownloadError):
     """The fetched bytes do not match the recorded sha256; nothing was kept."""
+
+
+# Characters no file name may hold on some platform: separators of either kind, the drive and
+# stream colon, Windows' reserved punctuation, and control characters.
+_NOT_IN_NAMES = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
+# Windows device names, reserved with any extension (``NUL.bin`` is the NUL device there).
+_DEVICES = re.compile(r"CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|(COM|LPT)[0-9\u00b9\u00b2\u00b3]", re.IGNORECASE)
+# Local write failures: retrying a download does not help with these.
+LOCAL_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG})
+
+
+def plain_file_name(name: object) -> bool:
+    """Whether ``name`` is a plain file name on every platform (a hand-written rule: no library has it).
+
+    Refused: anything that is not a non-empty string, separators of either kind (``a/b``,
+    ``a\\b``), drive letters and NTFS streams (``D:x.bin``), ``.``/``..`` and other leading
+    dots, control and Windows-reserved characters, trailing dots or spaces (Windows drops
+    them, so two names would meet), Windows device names (``NUL``, ``com1.bin``) and names
+    longer than 255 bytes.
+    """
+    return (
+        isinstance(name, str)
+        and 0 < len(name.encode("utf-8", "surrogatepass")) <= 255
+        and not name.startswith(".")
+        and not name.endswith((".", " "))
+        and _NOT_IN_NAMES.search(name) is None
+        and _DEVICES.fullmatch(name.split(".", 1)[0].rstrip(" ")) is None
+    )
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -60,6 +90,8 @@ def fetch(url: str, dest: str | os.PathLike[str], sha256: str | None = None, *,
         except ChecksumMismatchError:
             raise
         except (urllib.error.URLError, http.client.HTTPException, OSError, DownloadError) as e:
+            if not isinstance(e, urllib.error.URLError) and getattr(e, "errno", None) in LOCAL_ERRNOS:
+                raise DownloadError(f"cannot write {dest}: {e.strerror}; nothing was kept") from None
             last = e
             if isinstance(e, urllib.error.HTTPError) and 400 <= e.code < 500:
                 break  # 404 and friends will not heal on retry

@@ -46,7 +46,7 @@ from ..runtime.manifest import (
     variant_spec,
 )
 from . import npm
-from .download import ChecksumMismatchError, fetch, sha256_of
+from .download import ChecksumMismatchError, fetch, plain_file_name, sha256_of
 
 Progress = Callable[[float, str], None]
 CHECKSUMS_FILE = "checksums.json"
@@ -161,7 +161,13 @@ class _Installer:
 
         known = spec.get("tfjs_sha256", {})
         _verify(model_json, known.get(model_json.name), model_json.name)
-        for shard in shard_paths(json.loads(model_json.read_text())):
+        try:
+            shards = shard_paths(json.loads(model_json.read_text()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise SetupError(f"{model_json} is not a TF.js graph model ({e}); nothing was installed") from None
+        for shard in shards:
+            if not plain_file_name(shard):
+                raise SetupError(f"{model_json}: refusing weight shard name {shard!r} (not a plain file name)")
             path = model_json.parent / shard
             if not path.is_file():
                 raise SetupError(f"{model_json}: weight shard {shard} is missing")
@@ -186,8 +192,8 @@ class _Installer:
             raise SetupError(f"{url} is not a TF.js graph model ({e}); nothing was installed") from None
         unverified = [] if model_json.name in known else [model_json.name]
         for shard in shards:
-            if "/" in shard or "\\" in shard or shard.startswith("."):
-                raise SetupError(f"{url}: refusing weight shard path {shard!r}")
+            if not plain_file_name(shard):
+                raise SetupError(f"{url}: refusing weight shard name {shard!r} (not a plain file name)")
             rel = (folder_rel / shard).as_posix()
             if rel not in self.staged:  # stride 8 and 16 share their shards
                 self.staged[rel] = fetch(url.rsplit("/", 1)[0] + "/" + shard, self.staging / rel, known.get(shard),
@@ -233,9 +239,7 @@ class _Installer:
 
         source = spec["npm"]
         self._fetch_npm(name, source["tarball"], source["integrity"])
-        files = source["files"]
-        for f in files:  # the tarball passed its integrity check; each original must match too
-            _verify(self.staging / f["path"], f["sha256"], f["path"])
+        files = source["files"]  # npm.extract checked the tarball's integrity and each file's sha256
         src, dst = self.staging / files[0]["path"], self.staging / spec["path"]
         self.report(0.9, f"{name}: converting {src.name}")
         try:
@@ -260,7 +264,8 @@ class _Installer:
         if tarball in self.npm_done:
             return
         wanted = [
-            npm.Wanted(f["member"], self.staging / f["path"], *f.get("range", (0, None)))
+            npm.Wanted(f["member"], self.staging / f["path"], *f.get("range", (0, None)), sha256=f["sha256"],
+                       size=f.get("size"))
             for spec in self.aux_pending.values() if spec.get("npm", {}).get("tarball") == tarball
             for f in spec["npm"]["files"]
         ]  # fmt: skip

