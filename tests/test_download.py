@@ -13,10 +13,12 @@ Faults (corrupted bytes, a connection closed mid-file, 404) are injected per pat
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import http.server
 import io
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -168,19 +170,21 @@ def test_download_and_convert(server, npm, tmp_path, models_dir, jim):
     result = install(tmp_path, variants=[Q2_16, F050_8], base_url=server.bodypix, npm_registry=npm.url,
                      progress=lambda f, m: seen.append(f))
     rel = models.bodypix_relpath(Q2_16)
+    m = result.folder  # the new set, now current
+    assert m.parent == tmp_path.resolve() / "sets" and models.models_dir(tmp_path) == m
     # official tfjs files kept beside the ONNX, byte-identical to the originals
     for tfjs in ("bodypix/tfjs/mobilenet/quant2/075/model-stride16.json",
                  "bodypix/tfjs/mobilenet/quant2/075/group1-shard1of1.bin"):
-        assert sha(tmp_path / tfjs) == sha(models_dir / tfjs)
-    record = json.loads((tmp_path / "checksums.json").read_text())
+        assert sha(m / tfjs) == sha(models_dir / tfjs)
+    record = json.loads((m / "checksums.json").read_text())
     assert record == result.installed
-    assert all(sha(tmp_path / r) == s for r, s in record.items())
+    assert all(sha(m / r) == s for r, s in record.items())
     assert set(record) >= {rel, models.bodypix_relpath(F050_8)}
     # the runtime accepts the converted file (its own record wins over the reference checksum)
-    assert models.model_path(rel, folder=tmp_path) == tmp_path.resolve() / rel
+    assert models.model_path(rel, folder=tmp_path) == m / rel
     # and it computes what the reference conversion computes
     x = np.random.default_rng(1).uniform(-1, 1, (1, 257, 257, 3)).astype(np.float32)
-    new = ort.InferenceSession(str(tmp_path / rel)).run(["float_segments:0"], {"sub_2:0": x})[0]
+    new = ort.InferenceSession(str(m / rel)).run(["float_segments:0"], {"sub_2:0": x})[0]
     ref = ort.InferenceSession(str(models_dir / rel)).run(["float_segments:0"], {"sub_2:0": x})[0]
     assert float(np.abs(new - ref).max()) < 2e-3
     assert seen == sorted(seen) and seen[-1] == 1.0  # monotonic, ends at 1
@@ -191,27 +195,28 @@ def test_download_and_convert(server, npm, tmp_path, models_dir, jim):
     x = np.random.default_rng(3).uniform(0, 1, (1, 224, 224, 3)).astype(np.float32)
     for name in HAND_MODELS:
         rel = models.AUX_MODELS[name]
-        assert sha(tmp_path / rel.replace(".onnx", ".tflite")) == sha(models_dir / rel.replace(".onnx", ".tflite"))
+        assert sha(m / rel.replace(".onnx", ".tflite")) == sha(models_dir / rel.replace(".onnx", ".tflite"))
         models.model_path(rel, folder=tmp_path)
         size = 192 if name.startswith("palm") else 224
-        new = ort.InferenceSession(str(tmp_path / rel)).run(None, {"input_1": x[:, :size, :size]})
+        new = ort.InferenceSession(str(m / rel)).run(None, {"input_1": x[:, :size, :size]})
         ref = ort.InferenceSession(str(models_dir / rel)).run(None, {"input_1": x[:, :size, :size]})
         assert max(float(np.abs(a - b).max()) for a, b in zip(new, ref, strict=True)) < 1e-3, name
     # the selfie model is TF.js in the human-models tarball, converted: same outputs as the reference file
     selfie = "selfie_segmentation/selfie_segmentation_256.onnx"
-    assert selfie in record and sha(tmp_path / "selfie_segmentation/tfjs/selfie.bin") == sha(
+    assert selfie in record and sha(m / "selfie_segmentation/tfjs/selfie.bin") == sha(
         models_dir / "selfie_segmentation/tfjs/selfie.bin")
     x = np.random.default_rng(2).uniform(0, 1, (1, 256, 256, 3)).astype(np.float32)
-    new = ort.InferenceSession(str(tmp_path / selfie)).run(None, {"input_1:0": x})[0]
+    new = ort.InferenceSession(str(m / selfie)).run(None, {"input_1:0": x})[0]
     ref = ort.InferenceSession(str(models_dir / selfie)).run(None, {"input_1:0": x})[0]
     assert float(np.abs(new - ref).max()) < 1e-5
     # RVM: TF.js from the same tarball, converted by convert.py's graph path: the same alpha
     rvm = models.AUX_MODELS["rvm"]
-    assert rvm in record and sha(tmp_path / "rvm/tfjs/rvm.bin") == sha(models_dir / "rvm/tfjs/rvm.bin")
+    assert rvm in record and sha(m / "rvm/tfjs/rvm.bin") == sha(models_dir / "rvm/tfjs/rvm.bin")
     ours = matting.rvm_alpha(jim, RuntimeOptions(models=str(tmp_path)))
     ref_alpha = matting.rvm_alpha(jim, RuntimeOptions(models=str(models_dir)))
     assert float(np.abs(ours - ref_alpha).max()) < 1e-5
-    assert not list(tmp_path.glob(".staging-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current.json", "sets"]
+    assert [p.name for p in (tmp_path / "sets").iterdir()] == [m.name]  # no staging folder left
 
 
 def test_corrupted_npm_tarball_keeps_nothing(server, npm, tmp_path):
@@ -310,9 +315,9 @@ def test_install_from_local_folder(models_dir, tmp_path):
     assert set(result.installed) == expected
     reference = onnx_checksums()
     for rel in expected:  # copies of the verified reference files
-        assert result.installed[rel] == reference[rel] == sha(tmp_path / rel)
+        assert result.installed[rel] == reference[rel] == sha(result.folder / rel)
         models.model_path(rel, folder=tmp_path)
-    assert json.loads((tmp_path / "checksums.json").read_text()) == result.installed
+    assert json.loads((result.folder / "checksums.json").read_text()) == result.installed
     print(f"local install of {len(expected)} files: {result.seconds:.2f} s")
 
 
@@ -352,9 +357,9 @@ def test_local_folder_with_damaged_file(models_dir, tmp_path):
 
 
 def test_damaged_installed_file_is_refused_at_load(models_dir, tmp_path):
-    install(tmp_path, models_from=models_dir, variants=[Q2_16], aux=[], convert=True)
+    result = install(tmp_path, models_from=models_dir, variants=[Q2_16], aux=[], convert=True)
     rel = models.bodypix_relpath(Q2_16)
-    path = tmp_path / rel
+    path = result.folder / rel
     data = bytearray(path.read_bytes())
     data[-10] ^= 0x01
     path.write_bytes(bytes(data))
@@ -387,7 +392,7 @@ def test_cli_setup_models(models_dir, tmp_path, capsys):
     out = capsys.readouterr()
     assert code == 0, out.err
     assert f"Installed 1 file(s) into {target.resolve()}" in out.out
-    assert (target / models.bodypix_relpath(Q2_16)).is_file()
+    assert models.model_path(models.bodypix_relpath(Q2_16), folder=target).is_file()
     code = cli.main(["setup-models", "--from", str(models_dir), "--target", str(target), "--variant", "bogus"])
     err = capsys.readouterr().err
     assert code == 2 and "Unknown BodyPix variant 'bogus'" in err and len(err.strip().splitlines()) == 1
@@ -562,3 +567,138 @@ def test_hostile_shard_name_in_a_served_model_is_refused(tmp_path, models_dir, m
     with pytest.raises(SetupError, match="refusing weight shard name"):
         install(tmp_path / "t", models_from=tmp_path / "src", variants=[Q2_16], aux=[])
     assert not (tmp_path / "t").exists()
+
+
+# ------------------------------------------------------- all or nothing: versioned model sets ---
+def _fail_after_first_switch(monkeypatch: pytest.MonkeyPatch, target: Path, code: int) -> list[str]:
+    """Fault injection: of the renames into ``target`` (outside a staging folder) only the first succeeds.
+
+    That is a target where one subfolder or file cannot be written (the issue's probe: a
+    working install must survive an update that fails midway).
+    """
+    real, seen = os.replace, []
+
+    def flaky(src, dst, *a, **kw):
+        d = Path(dst).absolute()
+        if d.is_relative_to(target.absolute()) and not any(p.startswith(".staging-") for p in d.parts):
+            seen.append(d.name)
+            if len(seen) > 1:
+                raise OSError(code, os.strerror(code), str(dst))
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", flaky)
+    return seen
+
+
+def test_update_that_fails_midway_keeps_the_previous_set(models_dir, tmp_path, monkeypatch, capsys):
+    target = tmp_path / "models"
+    rel = models.bodypix_relpath(Q2_16)
+    first = install(target, models_from=models_dir, variants=[Q2_16], aux=[])
+    assert first.installed[rel] == onnx_checksums()[rel]
+    before = tree(target)
+    seen = _fail_after_first_switch(monkeypatch, target, errno.EROFS)
+    # the update converts the TF.js files: a different file under the same name
+    code = cli.main(["setup-models", "--from", str(models_dir), "--target", str(target), "--variant", Q2_16,
+                     "--no-aux", "--convert"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and len(seen) == 2, (seen, err)
+    assert err.startswith(f"bodypix-gimp: error: cannot write the models into {target}: Read-only file system")
+    monkeypatch.undo()
+    assert tree(target) == before  # the previous set as it was, nothing left of the new one
+    assert sha(models.model_path(rel, folder=target)) == onnx_checksums()[rel]  # usable, and verified
+    # the same update without the fault goes through and switches
+    second = install(target, models_from=models_dir, variants=[Q2_16], aux=[], convert=True)
+    assert second.installed[rel] != first.installed[rel] and second.folder != first.folder
+    assert models.model_path(rel, folder=target) == second.folder / rel and not first.folder.exists()
+
+
+def test_read_only_target_is_one_line(models_dir, tmp_path, monkeypatch, capsys):
+    """Fault injection: the target cannot be created (EROFS); one line, no traceback, nothing made."""
+    target = tmp_path / "ro" / "models"
+    real = Path.mkdir
+
+    def read_only(self: Path, *a, **kw) -> None:
+        if self.absolute().is_relative_to(tmp_path / "ro"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        real(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    code = cli.main(["setup-models", "--from", str(models_dir), "--target", str(target), "--variant", Q2_16,
+                     "--no-aux"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"bodypix-gimp: error: cannot write the models into {target}: Read-only file system")
+    assert not (tmp_path / "ro").exists()
+
+
+def test_full_disk_while_staging_keeps_the_previous_set(models_dir, tmp_path, monkeypatch, capsys):
+    """Fault injection: the disk fills while the new files are copied; one line, the old set still loads."""
+    target = tmp_path / "models"
+    install(target, models_from=models_dir, variants=[Q2_16], aux=[])
+    before = tree(target)
+    real = shutil.copyfile
+
+    def full(src, dst, *a, **kw):
+        if Path(dst).absolute().is_relative_to(target.absolute()):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    code = cli.main(["setup-models", "--from", str(models_dir), "--target", str(target), "--variant", F050_8,
+                     "--no-aux"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "No space left on device" in err, err
+    monkeypatch.undo()
+    assert tree(target) == before
+    models.model_path(models.bodypix_relpath(Q2_16), folder=target)
+
+
+def test_update_carries_the_previous_set_over_and_retires_it(models_dir, tmp_path):
+    target = tmp_path / "models"
+    q2, f050 = models.bodypix_relpath(Q2_16), models.bodypix_relpath(F050_8)
+    first = install(target, models_from=models_dir, variants=[Q2_16], aux=[])
+    second = install(target, models_from=models_dir, variants=[F050_8], aux=[])
+    assert set(second.installed) == {f050}
+    assert json.loads((second.folder / "checksums.json").read_text()) == {q2: onnx_checksums()[q2],
+                                                                          f050: onnx_checksums()[f050]}
+    assert not first.folder.exists() and [p.name for p in (target / "sets").iterdir()] == [second.folder.name]
+    for rel in (q2, f050):
+        assert sha(models.model_path(rel, folder=target)) == onnx_checksums()[rel]
+
+
+def test_update_of_an_older_plain_install(models_dir, tmp_path):
+    """An install made before sets (files + checksums.json in the folder itself) is carried over;
+    only its listed, unchanged files are removed afterwards."""
+    target = tmp_path / "models"
+    q2, f050 = models.bodypix_relpath(Q2_16), models.bodypix_relpath(F050_8)
+    changed = "bodypix/tfjs/mobilenet/quant2/075/model-stride16.json"
+    for rel in (q2, changed):
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(models_dir / rel, target / rel)
+    listed = {q2: sha(target / q2), changed: sha(target / changed)}
+    (target / "checksums.json").write_text(json.dumps(listed))
+    (target / changed).write_text((target / changed).read_text() + " ")  # the user edited it since
+    (target / "notes.txt").write_text("mine")
+    result = install(target, models_from=models_dir, variants=[F050_8], aux=[])
+    assert json.loads((result.folder / "checksums.json").read_text()) == {q2: listed[q2],
+                                                                          f050: onnx_checksums()[f050]}
+    assert any(n.startswith(f"{changed}: the installed copy does not match") for n in result.notes)
+    assert tree(target) == sorted(["current.json", "notes.txt", "sets", "bodypix", "bodypix/tfjs",
+                                   "bodypix/tfjs/mobilenet", "bodypix/tfjs/mobilenet/quant2",
+                                   "bodypix/tfjs/mobilenet/quant2/075", changed]
+                                  + [f"sets/{result.folder.name}/{p}" for p in tree(result.folder)]
+                                  + [f"sets/{result.folder.name}"])
+    for rel in (q2, f050):
+        assert sha(models.model_path(rel, folder=target)) == onnx_checksums()[rel]
+
+
+@pytest.mark.parametrize("pointer", ["{", '{"set": "../../elsewhere"}', '{"set": "set-missing"}', "[]"])
+def test_damaged_pointer_is_one_line_and_a_new_install_repairs_it(models_dir, tmp_path, pointer):
+    target = tmp_path / "models"
+    install(target, models_from=models_dir, variants=[Q2_16], aux=[])
+    (target / "current.json").write_text(pointer)
+    with pytest.raises(models.ModelNotFoundError, match=f"Models folder {target.resolve()}: .*current.json"):
+        models.model_path(models.bodypix_relpath(Q2_16), folder=target)
+    result = install(target, models_from=models_dir, variants=[Q2_16], aux=[])
+    assert models.model_path(models.bodypix_relpath(Q2_16), folder=target) == result.folder / models.bodypix_relpath(
+        Q2_16)

@@ -50,11 +50,38 @@ def models_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
             path = Path(value).expanduser()
             if not path.is_dir():
                 raise ModelNotFoundError(f"Models folder from {source} does not exist: {path}. {INSTALL_HINT}")
-            return path.resolve()
+            return active_folder(path.resolve())
     path = user_models_dir()
     if not path.is_dir():
         raise ModelNotFoundError(f"No models installed (looked in {path}). {INSTALL_HINT}")
-    return path
+    return active_folder(path)
+
+
+POINTER_FILE = "current.json"
+SETS_DIR = "sets"
+
+
+def active_folder(base: Path) -> Path:
+    """The folder that holds the models in use: ``base`` itself, or the set ``base/current.json`` names.
+
+    Model setup stages a complete new set in ``base/sets/`` and switches to it by replacing
+    ``current.json`` in one atomic rename, so a reader sees the old set or the new one, never
+    a mix.  A folder without ``current.json`` (``shared/models``, older installs) is used as is.
+    """
+    pointer = base / POINTER_FILE
+    if not pointer.is_file():
+        return base
+    try:
+        name = json.loads(pointer.read_text(encoding="utf-8"))["set"]
+        if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\:\0"):
+            raise ValueError(f"not a set name: {name!r}")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise ModelNotFoundError(f"Models folder {base}: {POINTER_FILE} is damaged ({e}). {INSTALL_HINT}") from None
+    folder = base / SETS_DIR / name
+    if not folder.is_dir():
+        raise ModelNotFoundError(f"Models folder {base}: the set {name} that {POINTER_FILE} names is missing. "
+                                 f"{INSTALL_HINT}")
+    return folder
 
 
 # Relative paths of the ONNX files below a models folder.

