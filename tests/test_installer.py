@@ -149,7 +149,8 @@ def test_plugin_and_models_install_then_uninstall_exactly(tmp_path: Path, models
     config = json.loads((layout.plugin_dir / "bodypix-config.json").read_text())
     assert config["python"] == str(layout.python) and config["models"] == str(layout.models)
     onnx = models_dir / "bodypix" / "onnx" / "bodypix_mobilenet075_quant2_stride16.onnx"
-    copied = layout.models / "bodypix" / "onnx" / onnx.name
+    current = layout.models / "sets" / json.loads((layout.models / "current.json").read_text())["set"]
+    copied = current / "bodypix" / "onnx" / onnx.name
     assert copied.read_bytes() == onnx.read_bytes()
 
     # running again is safe: same files, record still complete
