@@ -325,7 +325,7 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
         if not source.is_dir():
             raise SetupError(f"--from folder does not exist: {source}")
     target = Path(target_dir).expanduser() if target_dir else user_models_dir()
-    made = [d for d in (target, target / SETS_DIR) if not d.exists()]  # removed again if this run fails
+    made = [d for d in (target / SETS_DIR, *(target / SETS_DIR).parents) if not d.exists()]  # removed on failure
     ok = False
     staging: Path | None = None
     try:
@@ -355,7 +355,7 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         if not ok:
-            for d in reversed(made):  # a failed first install leaves no empty folder behind
+            for d in made:  # a failed first install leaves no empty folder behind
                 with contextlib.suppress(OSError):
                     d.rmdir()
     if previous is not None and previous != folder:
