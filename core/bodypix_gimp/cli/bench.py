@@ -38,16 +38,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", default="reports", metavar="DIR", help="report folder (default: reports/)")
     p.add_argument("--photo", metavar="IMAGE", help="source photo, resized to each size (default: a shared "
                    "p3m_demo_pseudo 1080p portrait, else samples/astronaut.jpg)")
-    p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), metavar="MP,...",
-                   help="photo sizes in megapixels, timed next to TF.js (default: %(default)s)")
-    p.add_argument("--memory-sizes", default=",".join(map(str, DEFAULT_MEMORY_SIZES)), metavar="MP,...",
-                   help="sizes measured without the TF.js reference ('' for none; default: %(default)s)")
+    p.add_argument("--sizes", metavar="MP,...", help="photo sizes in megapixels, timed next to TF.js "
+                   f"(default: {','.join(map(str, DEFAULT_SIZES))}; with --scale 1,12,24)")
+    p.add_argument("--memory-sizes", metavar="MP,...", help="sizes measured without the TF.js reference ('' for "
+                   f"none; default: {','.join(map(str, DEFAULT_MEMORY_SIZES))}; with --scale 64,150)")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per case, median reported (default: 3)")
     p.add_argument("--no-reference", action="store_true", help="skip the TF.js comparison")
     p.add_argument("--reference-backend", choices=("wasm", "cpu"), default="wasm",
                    help="TF.js backend to compare with: wasm (SIMD, the fast one; default) or cpu (pure JS, slow)")
     p.add_argument("--quick", action="store_true",
                    help="one small case (first model, 0.25 MP, 1 run, no memory-only sizes): a smoke test for CI")
+    p.add_argument("--scale", action="store_true",
+                   help="instead: the full-resolution stages and peak memory by photo size, through the CLI "
+                   "and segment() (product defaults; writes bench-scale.json/.md; see evaluate/scale.py)")
+    p.add_argument("--scale-timeout", type=float, default=900.0, metavar="S",
+                   help="with --scale: seconds allowed per measured process (default: %(default)s)")
     add_settings_arguments(p)
     p.set_defaults(func=run)
 
@@ -65,10 +70,18 @@ def bench_models(args: argparse.Namespace, settings: Any) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scale:
+        from ..evaluate import scale
+
+        sizes = parse_sizes(args.sizes if args.sizes is not None else ",".join(map(str, scale.DEFAULT_SIZES)))
+        memory_sizes = parse_sizes(args.memory_sizes if args.memory_sizes is not None
+                                   else ",".join(map(str, scale.DEFAULT_MEMORY_SIZES)))
+        return scale.run_scale(args, sizes, memory_sizes, Path(args.photo) if args.photo else default_photo())
     settings = settings_from_args(args)
     runtime = runtime_from_args(args)
-    sizes = parse_sizes(args.sizes)
-    memory_sizes = parse_sizes(args.memory_sizes)
+    sizes = parse_sizes(args.sizes if args.sizes is not None else ",".join(map(str, DEFAULT_SIZES)))
+    memory_sizes = parse_sizes(args.memory_sizes if args.memory_sizes is not None
+                               else ",".join(map(str, DEFAULT_MEMORY_SIZES)))
     models = bench_models(args, settings)
     repeat = max(1, args.repeat)
     if args.quick:
