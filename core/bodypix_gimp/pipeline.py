@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import cv2
 import numpy as np
 
 from .bodypix import decode
@@ -95,7 +96,7 @@ def segment(
     poses = [poses_mod.to_photo(r, out.geometry) for r in raw_poses]  # body-pix segmentPerson's allPoses
     mask = np.where(prob > settings.segmentation_threshold, np.uint8(255), np.uint8(0))
     # Parts are needed inside the person only; pixels later stages add are filled below.
-    parts = decode.part_argmax(out, where=mask >= 128)
+    parts = decode.part_argmax(out, where=mask)
     lap("decode")
     info: dict[str, object] = {"model": settings.model_name, "input_size": [out.geometry.input_height,
                                                                              out.geometry.input_width]}
@@ -109,6 +110,8 @@ def segment(
         with _stage_needs_models("Edge refinement", "--no-refine, or untick 'Refine edges' in GIMP"):
             mask = edges.refine(rgb, prob, mask, settings, runtime, poses, sharp_bodypix(model, settings))
         lap("refine")
+    # The full-size probability is 4 bytes a pixel: released here, the Result recomputes it if asked.
+    del prob
     if settings.fingers:
         report(0.75, "Recovering fingers")
         from .refine import fingers as hands
@@ -117,9 +120,14 @@ def segment(
             mask, parts, hand_info = hands.recover_fingers(rgb, mask, parts, poses, settings, runtime)
         info["hands"] = hand_info
         lap("fingers")
-    missing = (mask >= 128) & (parts == 255)
-    if missing.any():
-        parts = np.where(missing, decode.part_argmax(out, where=missing), parts)
+    # Full-size passes as uint8 OpenCV operations (threaded, no bool temporaries): person pixels
+    # (mask >= 128) without a part (255).
+    missing = cv2.bitwise_and(cv2.threshold(mask, 127, 255, cv2.THRESH_BINARY)[1],
+                              cv2.threshold(parts, 254, 255, cv2.THRESH_BINARY)[1])
+    if cv2.countNonZero(missing):
+        # part_argmax gives 255 outside ``missing``, where ``parts`` is kept; inside, parts is 255
+        parts = cv2.min(parts, decode.part_argmax(out, where=missing))
+    del missing
     part_map = decode.mask_parts(parts, mask)
     lap("parts")
     persons, instance_map = [], None
@@ -133,4 +141,5 @@ def segment(
         lap("persons")
     timings["total"] = sum(timings.values())
     report(1.0, "Done")
-    return Result(mask, prob, part_map, poses, timings, info, persons, instance_map)
+    return Result(mask, lambda: decode.person_probability(out), part_map, poses, timings, info, persons,
+                  instance_map)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,12 +112,14 @@ class Result:
     """Full-resolution outputs of one photo.
 
     person_mask: uint8 HxW, 0/255 (0..255 alpha when soft edges were asked for).
-    person_prob: float32 HxW, BodyPix's own person probability before any refinement.
+    person_prob: float32 HxW, BodyPix's own person probability before any refinement
+                 (a property: given as a function, it is computed on first use, so a Result
+                 does not hold 4 bytes a pixel nobody reads).
     part_map:    uint8 HxW, part id 0..23 inside the person, 255 elsewhere.
     """
 
     person_mask: np.ndarray
-    person_prob: np.ndarray
+    _person_prob: np.ndarray | Callable[[], np.ndarray] = field(repr=False)
     part_map: np.ndarray
     poses: list[Pose] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -125,6 +128,12 @@ class Result:
     # (uint8 HxW, 0 = nobody, k = persons[k - 1]).  Empty / None otherwise.
     persons: list[Person] = field(default_factory=list)
     instance_map: np.ndarray | None = None
+
+    @property
+    def person_prob(self) -> np.ndarray:
+        if callable(self._person_prob):
+            self._person_prob = self._person_prob()
+        return self._person_prob
 
     @property
     def found_person(self) -> bool:

@@ -87,9 +87,10 @@ def part_argmax(
 ) -> np.ndarray:
     """Most likely part id (uint8, 0..23) at every pixel of ``where`` (default: all), 255 elsewhere.
 
-    body-pix takes the argmax of the resized part logits and then clips it by the person
-    mask; computing it for any pixel (not only BodyPix's own mask) lets a refined, grown
-    person mask find a part for every pixel it adds.
+    ``where``: bool, or uint8 where non-zero counts (a 0/255 mask).  body-pix takes the argmax
+    of the resized part logits and then clips it by the person mask; computing it for any
+    pixel (not only BodyPix's own mask) lets a refined, grown person mask find a part for
+    every pixel it adds.
 
     Why not resample all 24 channels to full size: that is 24 x H x W floats (2.3 GB at
     24 MP).  Every output value is a convex combination of the grid values in a small
@@ -99,7 +100,9 @@ def part_argmax(
 
     A photo shrunk by the input cap gets its labels at the working size, scaled up with
     nearest neighbour: part borders then sit within half a working pixel of the exact
-    ones, at a fraction of the cost at 24 MP.
+    ones, at a fraction of the cost at 24 MP.  The full-size passes are uint8 OpenCV
+    operations (threaded); the few pixels of ``where`` the working-size labels do not cover
+    are computed exactly as points, never as full-size arrays.
     """
     geo = out.geometry
     out_h, out_w = size or (geo.height, geo.width)
@@ -107,19 +110,60 @@ def part_argmax(
     if out_h * out_w > 2 * work[0] * work[1]:
         small_where = None
         if where is not None:
-            # any coverage, grown by a pixel so nearest-neighbour scaling never lands outside it
-            small_where = cv2.resize(where.astype(np.uint8), work[::-1], interpolation=cv2.INTER_AREA) > 0
-            small_where = cv2.dilate(small_where.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+            # 0/1 for the area average: any coverage of at least half a working pixel, grown by
+            # a pixel so nearest-neighbour scaling never lands outside it
+            ones = where.view(np.uint8) if where.dtype == np.bool_ else cv2.threshold(where, 0, 1, cv2.THRESH_BINARY)[1]
+            small_where = cv2.resize(ones, work[::-1], interpolation=cv2.INTER_AREA)
+            small_where = cv2.dilate(small_where, np.ones((3, 3), np.uint8)) > 0
         small = _part_argmax_exact(out, work, small_where)
         parts = cv2.resize(small, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
-        left = parts == 255
+        left = cv2.threshold(parts, 254, 255, cv2.THRESH_BINARY)[1]  # parts == 255
         if where is not None:
-            parts[~where] = 255
-            left &= where
-        if left.any():
-            parts[left] = _part_argmax_exact(out, (out_h, out_w), left)[left]
+            outside = cv2.threshold(ones, 0, 255, cv2.THRESH_BINARY_INV)[1]  # ones == 0
+            cv2.bitwise_or(parts, outside, dst=parts)  # 255 outside ``where``
+            cv2.bitwise_and(left, cv2.bitwise_not(outside, dst=outside), dst=left)
+            del outside
+        if cv2.countNonZero(left):
+            xy = cv2.findNonZero(left).reshape(-1, 2)
+            iy, ix = xy[:, 1].astype(np.intp), xy[:, 0].astype(np.intp)
+            parts[iy, ix] = _part_argmax_points(out, (out_h, out_w), iy, ix)
         return parts
+    if where is not None and where.dtype != np.bool_:
+        where = where != 0
     return _part_argmax_exact(out, (out_h, out_w), where)
+
+
+def _part_argmax_points(out: BodyPixOutput, size: tuple[int, int], iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    """``_part_argmax_exact(out, size)[iy, ix]`` for a list of pixels, with no full-size array.
+
+    The same arithmetic per pixel (uniform window, else the row blend then the column blend
+    in the same order), so the labels are the same, bit for bit.
+    """
+    geo = out.geometry
+    logits = out.part_heatmaps
+    gh, gw, nc = logits.shape
+    rows, cols = _crop_axes(geo, *size)
+    ylo, yw = _support(_composite(gh, geo.input_height, rows))
+    xlo, xw = _support(_composite(gw, geo.input_width, cols))
+    uniform = _uniform_windows(logits.argmax(axis=-1).astype(np.uint8), max(yw.shape[1], xw.shape[1]))
+    labels = uniform[ylo[iy], xlo[ix]]
+    todo = np.flatnonzero(labels == 255)
+    if not len(todo):
+        return labels
+    ty, tx = iy[todo], ix[todo]
+    need = np.unique(ty)  # the rows blended (``t`` of ``_part_argmax_exact``), only those in use
+    t = np.zeros((len(need), gw, nc), np.float32)
+    for s in range(yw.shape[1]):
+        t += yw[need, s, None, None] * logits[np.minimum(ylo[need] + s, gh - 1)]
+    row = np.searchsorted(need, ty)
+    step = max(1, STRIP_PIXELS // nc)
+    for a, b in strips(len(todo), step):
+        jy, jx = row[a:b], tx[a:b]
+        acc = np.zeros((b - a, nc), np.float32)
+        for s in range(xw.shape[1]):
+            acc += xw[jx, s, None] * t[jy, np.minimum(xlo[jx] + s, gw - 1)]
+        labels[todo[a:b]] = acc.argmax(axis=-1)
+    return labels
 
 
 def _part_argmax_exact(out: BodyPixOutput, size: tuple[int, int], where: np.ndarray | None) -> np.ndarray:
@@ -184,8 +228,14 @@ def _uniform_windows(label: np.ndarray, k: int) -> np.ndarray:
 
 
 def mask_parts(parts: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
-    """Part map restricted to the person (255 = background); soft masks count from 128."""
-    return np.where(person_mask >= 128, parts, np.uint8(255)).astype(np.uint8)
+    """Part map restricted to the person (255 = background); soft masks count from 128.
+
+    uint8 OpenCV passes (255 | id is 255, 0 | id is id): no bool or int64 temporaries.  (Thresholds,
+    not ``cv2.compare`` with a number: OpenCV takes a 1x1 to 4x1 image for a scalar.)
+    """
+    parts = np.ascontiguousarray(parts, dtype=np.uint8)
+    person_mask = np.ascontiguousarray(person_mask, dtype=np.uint8)
+    return cv2.bitwise_or(parts, cv2.threshold(person_mask, 127, 255, cv2.THRESH_BINARY_INV)[1])
 
 
 def grid_to_image(geo: Geometry, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -88,20 +88,22 @@ def recover_fingers(
     settings: Settings,
     runtime: RuntimeOptions | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Add the fingers of every confident hand to ``mask`` and ``parts``; returns copies and info.
+    """Add the fingers of every confident hand to ``mask`` and ``parts``; returns the maps and info.
 
     ``mask`` is the person mask so far (0/255 or 0..255 alpha), ``parts`` BodyPix's part
-    argmax (255 where it was not computed).  Inputs are never modified.  ``info`` is
-    JSON-ready: each hand's box, scores, side, pixels added and removed, and the time spent.
+    argmax (255 where it was not computed).  Inputs are never modified: the maps returned
+    are copies once a hand is looked for, the inputs themselves when there is no candidate
+    (no full-size copies for a photo without hands).  ``info`` is JSON-ready: each hand's
+    box, scores, side, pixels added and removed, and the time spent.
     """
     t0 = time.perf_counter()
-    mask, parts = mask.copy(), parts.copy()
     info: dict[str, Any] = {"hands": [], "candidates": 0}
     candidates = find_candidates(mask, parts, poses)
     info["candidates"] = len(candidates)
     if not candidates:
         info["ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return mask, parts, info
+    mask, parts = mask.copy(), parts.copy()
     hm = HandModels(runtime)
     hands = detect_hands(rgb, candidates, hm, info)
     t_detect = time.perf_counter()
@@ -146,11 +148,18 @@ def find_candidates(mask: np.ndarray, parts: np.ndarray, poses: Sequence[Pose]) 
     A wrist that already lies in a blob's crop, or whose predicted hand centre does, adds
     nothing: the palm detector sees that hand in the blob's crop.
     """
-    person = mask >= 128
     squares: list[tuple[float, float, float]] = []
-    hand = person & ((parts == LEFT_HAND) | (parts == RIGHT_HAND))
-    if hand.any():
-        n, _, stats, _ = cv2.connectedComponentsWithStats(hand.astype(np.uint8), connectivity=8)
+    # uint8 OpenCV passes over the photo, then the blobs of the hand pixels' bounding box only
+    # (aligned to even pixels, so the components come out in the same order as on the photo)
+    is_hand = np.zeros(256, np.uint8)
+    is_hand[[LEFT_HAND, RIGHT_HAND]] = 255
+    hand = cv2.bitwise_and(cv2.LUT(parts, is_hand), cv2.threshold(mask, 127, 255, cv2.THRESH_BINARY)[1])
+    bx, by, bw, bh = cv2.boundingRect(hand)
+    if bw and bh:
+        x0, y0 = bx - bx % 2, by - by % 2
+        n, _, stats, _ = cv2.connectedComponentsWithStats(hand[y0:by + bh, x0:bx + bw], connectivity=8)
+        stats[:, cv2.CC_STAT_LEFT] += x0
+        stats[:, cv2.CC_STAT_TOP] += y0
         order = np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1
         for i in order:
             x, y, w, h, area = stats[i]
@@ -158,6 +167,7 @@ def find_candidates(mask: np.ndarray, parts: np.ndarray, poses: Sequence[Pose]) 
                 continue
             side = max(w, h) * CROP_FROM_BLOB
             squares.append((x + w / 2 - side / 2, y + h / 2 - side / 2, side))
+    del hand
     for pose in poses:
         kp = {k.part: k for k in pose.keypoints}
         for side_name in ("left", "right"):
@@ -264,12 +274,18 @@ def hand_side(hand: Hand, parts: np.ndarray, person: np.ndarray, poses: Sequence
     person's right hand on a non-mirrored photo).
     """
     h, w = parts.shape
-    palm = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(palm, cv2.convexHull(np.round(hand.landmarks[list(PALM_IDS), :2]).astype(np.int32)), 1)
-    region = palm.astype(bool) & person
+    hull = cv2.convexHull(np.round(hand.landmarks[list(PALM_IDS), :2]).astype(np.int32))
+    # the palm drawn on its bounding box (clipped to the photo), not on a photo-sized canvas
+    bx, by, bw, bh = cv2.boundingRect(hull)
+    x0, y0, x1, y1 = max(0, bx), max(0, by), min(w, bx + bw), min(h, by + bh)
+    palm = np.zeros((max(0, y1 - y0), max(0, x1 - x0)), np.uint8)
+    if palm.size:
+        cv2.fillConvexPoly(palm, hull - np.array([x0, y0], np.int32), 1)
+    region = palm.astype(bool) & person[y0:y1, x0:x1]
+    crop = parts[y0:y1, x0:x1]
     for left_ids, right_ids in (((LEFT_HAND,), (RIGHT_HAND,)), (LEFT_LOWER_ARM, RIGHT_LOWER_ARM)):
-        nl = int(np.isin(parts[region], left_ids).sum())
-        nr = int(np.isin(parts[region], right_ids).sum())
+        nl = int(np.isin(crop[region], left_ids).sum())
+        nr = int(np.isin(crop[region], right_ids).sum())
         if nl + nr >= 16:
             return LEFT_HAND if nl > nr else RIGHT_HAND
     wrist = hand.landmarks[0, :2]
