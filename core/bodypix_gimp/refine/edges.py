@@ -21,6 +21,7 @@ default (``settings.PRODUCT_DEFAULTS``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -41,6 +42,9 @@ BAND_LOW, BAND_HIGH = 0.02, 0.98
 WORK_PIXELS = 1_000_000
 # Guided-filter radius (working-grid px) and regulariser for the final upsampling.
 UPSAMPLE_RADIUS, UPSAMPLE_EPS = 2, 1e-4
+# The band is upsampled in tiles of BAND_TILE x BAND_TILE photo pixels, in runs of at most
+# BAND_RUN_TILES tiles (so every cv2.remap map is at most 128 x 4096, whatever the photo).
+BAND_TILE, BAND_RUN_TILES = 128, 32
 
 
 def to_alpha(p: np.ndarray, threshold: float) -> np.ndarray:
@@ -80,7 +84,13 @@ def upsample_band(
     band the fast guided filter's linear coefficients (computed on the working grid, guide
     = the small photo) are sampled at each band pixel and applied to the full-resolution
     colours, so the edge lands on the photo's own edge, not on a blurred upsampled ramp.
-    Cost grows with the band's length, not the photo's area.
+    Cost grows with the band's area, not the photo's.
+
+    The band is worked in tiles (BAND_TILE rows, runs of at most BAND_RUN_TILES tiles that
+    hold band pixels), each reading only the piece of the coefficients it samples: the
+    temporaries stay a few MB at any photo size, every ``cv2.remap`` stays far inside
+    OpenCV's 32767-pixel limit on each side (the whole band as rows of 1024 crossed it near
+    70 MP), and the tile rows run on OpenCV's thread count.
     """
     H, W = rgb.shape[:2]
     h, w = p_small.shape
@@ -91,26 +101,40 @@ def upsample_band(
     # Bilinear sampling at a band pixel reads one grid pixel beyond ``unsure``.
     near = cv2.dilate(unsure, np.ones((3, 3), np.uint8))
     coef = coefficients_near(small_rgb.astype(np.float32) * np.float32(1 / 255), p_small, radius, eps, near)
+    coef = cv2.merge(coef)  # [a_r, a_g, a_b, b]: one remap samples all four
     out = cv2.resize(to_mask(p_small, threshold, soft), (W, H), interpolation=cv2.INTER_NEAREST)
     band = cv2.resize(unsure, (W, H), interpolation=cv2.INTER_NEAREST)
-    ys, xs = np.nonzero(band)
-    if not len(ys):
-        return out
-    # Pixel-centre mapping from the photo to the working grid (as cv2.resize uses), laid out
-    # as rows of 1024 because cv2.remap limits each side of its maps to 32767.
-    n = len(ys)
-    pad = (-n) % 1024
-    sx = np.pad(((xs + 0.5) * (w / W) - 0.5).astype(np.float32), (0, pad)).reshape(-1, 1024)
-    sy = np.pad(((ys + 0.5) * (h / H) - 0.5).astype(np.float32), (0, pad)).reshape(-1, 1024)
+    # Pixel-centre mapping from the photo to the working grid (as cv2.resize uses it).
+    map_x = ((np.arange(W) + 0.5) * (w / W) - 0.5).astype(np.float32)
+    map_y = ((np.arange(H) + 0.5) * (h / H) - 0.5).astype(np.float32)
+    tile, run = BAND_TILE, BAND_RUN_TILES * BAND_TILE
+    starts = np.arange(0, W, tile)
 
-    def sample(c: np.ndarray) -> np.ndarray:
-        return cv2.remap(c, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).ravel()[:n]
+    def tile_row(y0: int) -> None:
+        y1 = min(H, y0 + tile)
+        hit = np.maximum.reduceat(cv2.reduce(band[y0:y1], 0, cv2.REDUCE_MAX).ravel(), starts) > 0
+        bounds = np.flatnonzero(np.diff(np.concatenate(([0], hit.astype(np.int8), [0]))))
+        for a, b in zip(bounds[::2], bounds[1::2], strict=True):
+            for x0 in range(a * tile, min(W, b * tile), run):
+                x1 = min(W, b * tile, x0 + run)
+                # The coefficients this tile samples (bilinear: one more grid pixel each way).
+                # Shifting the map by a whole pixel is exact in float32, and remap then reads
+                # the same pixels with the same weights as on the whole grid.
+                cy0, cx0 = max(0, int(map_y[y0]) - 1), max(0, int(map_x[x0]) - 1)
+                cy1, cx1 = min(h, int(map_y[y1 - 1]) + 3), min(w, int(map_x[x1 - 1]) + 3)
+                sx = np.broadcast_to(map_x[x0:x1] - np.float32(cx0), (y1 - y0, x1 - x0)).copy()
+                sy = np.broadcast_to(map_y[y0:y1, None] - np.float32(cy0), (y1 - y0, x1 - x0)).copy()
+                s = cv2.remap(coef[cy0:cy1, cx0:cx1], sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                colours = rgb[y0:y1, x0:x1].astype(np.float32)
+                colours *= np.float32(1 / 255)
+                q = s[..., 3].copy()
+                for c in range(3):
+                    q += s[..., c] * colours[..., c]
+                np.copyto(out[y0:y1, x0:x1], to_mask(q, threshold, soft), where=band[y0:y1, x0:x1].view(bool))
 
-    colours = rgb[ys, xs].astype(np.float32) * np.float32(1 / 255)
-    q = sample(coef[-1])
-    for c in range(3):
-        q += sample(coef[c]) * colours[:, c]
-    out[ys, xs] = to_mask(q, threshold, soft)
+    # Tile rows write disjoint rows of ``out``; numpy and OpenCV release the GIL.
+    with ThreadPoolExecutor(max(1, min(4, cv2.getNumThreads()))) as pool:
+        list(pool.map(tile_row, range(0, H, tile)))
     return out
 
 
@@ -160,6 +184,7 @@ def refine(
     runtime: RuntimeOptions | None = None,
     poses: list | None = None,
     sharp_bodypix: Callable[[np.ndarray], np.ndarray] | None = None,
+    small: np.ndarray | None = None,
 ) -> np.ndarray:
     """The pipeline's edge stage: ``settings.refine`` names the method.
 
@@ -168,7 +193,9 @@ def refine(
     thresholded mask (unused by the current methods, kept for the pipeline's contract).
     ``poses`` (BodyPix's, photo pixels) and ``sharp_bodypix`` (photo -> BodyPix person
     probability at internal resolution "high") are the ``SecondOpinion`` of JUDGED_METHODS;
-    without ``sharp_bodypix`` those methods behave as ``fusion-blend``.
+    without ``sharp_bodypix`` those methods behave as ``fusion-blend``.  ``small``: the
+    photo's working copy (``working_copy(rgb, WORK_PIXELS)``) when the caller already made it;
+    ``prob`` may then be given on that grid already (what ``resize_to`` makes of it).
     """
     if settings.refine not in METHODS:
         from ..settings import ConfigError
@@ -177,7 +204,8 @@ def refine(
         raise ConfigError(f"Unknown refine method {settings.refine!r}. Should be one of {allowed}")
     if settings.refine == "snake":
         return _snake(rgb, prob, settings.soft_edges)
-    small = working_copy(rgb, WORK_PIXELS)
+    if small is None:
+        small = working_copy(rgb, WORK_PIXELS)
     prob_small = resize_to(prob, small.shape)
     opinion = None
     if settings.refine in JUDGED_METHODS and sharp_bodypix is not None:
