@@ -87,14 +87,31 @@ def segment(
     model = get_model(settings, runtime)
     lap("load")
     report(0.1, "Running BodyPix")
-    out = model.run(rgb, settings)  # the cached model may have been loaded with other knobs
+    small = None
+    if settings.refine not in ("none", "snake"):
+        from .refine.edges import WORK_PIXELS
+        from .refine.scale import working_copy
+
+        # The edge stage's working copy; for a large photo it is also the network's capped input,
+        # so the photo is area-shrunk once.
+        small = working_copy(rgb, WORK_PIXELS)
+    out = model.run(rgb, settings, small)  # the cached model may have been loaded with other knobs
     lap("network")
     report(0.4, "Decoding masks")
     prob = decode.person_probability(out)
     raw_poses = poses_mod.decode_raw(out, settings.max_detections, settings.score_threshold,
                                      settings.nms_radius)
     poses = [poses_mod.to_photo(r, out.geometry) for r in raw_poses]  # body-pix segmentPerson's allPoses
-    mask = np.where(prob > settings.segmentation_threshold, np.uint8(255), np.uint8(0))
+    mask = (prob > settings.segmentation_threshold).view(np.uint8)  # 0/1, then 0/255 in place
+    mask *= np.uint8(255)
+    if small is not None:
+        # The edge stage needs the probability on its working grid only: the full-size one
+        # (4 bytes a pixel) goes now; the Result recomputes it if it is asked for.
+        from .refine.scale import resize_to
+
+        prob = resize_to(prob, small.shape)
+    elif settings.refine == "none":
+        prob = None
     # Parts are needed inside the person only; pixels later stages add are filled below.
     parts = decode.part_argmax(out, where=mask)
     lap("decode")
@@ -108,10 +125,9 @@ def segment(
         from .refine import edges
 
         with _stage_needs_models("Edge refinement", "--no-refine, or untick 'Refine edges' in GIMP"):
-            mask = edges.refine(rgb, prob, mask, settings, runtime, poses, sharp_bodypix(model, settings))
+            mask = edges.refine(rgb, prob, mask, settings, runtime, poses, sharp_bodypix(model, settings), small)
         lap("refine")
-    # The full-size probability is 4 bytes a pixel: released here, the Result recomputes it if asked.
-    del prob
+    del prob, small
     if settings.fingers:
         report(0.75, "Recovering fingers")
         from .refine import fingers as hands

@@ -112,14 +112,16 @@ def part_argmax(
         if where is not None:
             # 0/1 for the area average: any coverage of at least half a working pixel, grown by
             # a pixel so nearest-neighbour scaling never lands outside it
-            ones = where.view(np.uint8) if where.dtype == np.bool_ else cv2.threshold(where, 0, 1, cv2.THRESH_BINARY)[1]
+            where = where.view(np.uint8) if where.dtype == np.bool_ else where
+            ones = cv2.threshold(where, 0, 1, cv2.THRESH_BINARY)[1]
             small_where = cv2.resize(ones, work[::-1], interpolation=cv2.INTER_AREA)
+            del ones
             small_where = cv2.dilate(small_where, np.ones((3, 3), np.uint8)) > 0
         small = _part_argmax_exact(out, work, small_where)
         parts = cv2.resize(small, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
         left = cv2.threshold(parts, 254, 255, cv2.THRESH_BINARY)[1]  # parts == 255
         if where is not None:
-            outside = cv2.threshold(ones, 0, 255, cv2.THRESH_BINARY_INV)[1]  # ones == 0
+            outside = cv2.threshold(where, 0, 255, cv2.THRESH_BINARY_INV)[1]  # not in ``where``
             cv2.bitwise_or(parts, outside, dst=parts)  # 255 outside ``where``
             cv2.bitwise_and(left, cv2.bitwise_not(outside, dst=outside), dst=left)
             del outside

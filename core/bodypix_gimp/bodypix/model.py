@@ -113,11 +113,20 @@ def plan_geometry(height: int, width: int, settings: Settings) -> Geometry:
     return Geometry(height, width, work_h, work_w, in_h, in_w, pt, pb, pl, pr, stride)
 
 
-def prepare_input(image: np.ndarray, geo: Geometry, architecture: str) -> np.ndarray:
-    """Pad with zeros, resize (TF resizeBilinear, no align corners), normalise -> 1xHxWx3 float32."""
+def prepare_input(
+    image: np.ndarray, geo: Geometry, architecture: str, shrunk: np.ndarray | None = None
+) -> np.ndarray:
+    """Pad with zeros, resize (TF resizeBilinear, no align corners), normalise -> 1xHxWx3 float32.
+
+    ``shrunk``: the photo already area-shrunk by the caller (the edge stage's working copy);
+    used instead of shrinking again when it has the capped working size.
+    """
     rgb = image[..., :3]
     if geo.capped:
-        rgb = cv2.resize(rgb, (geo.work_width, geo.work_height), interpolation=cv2.INTER_AREA)
+        if shrunk is not None and shrunk.shape[:2] == (geo.work_height, geo.work_width):
+            rgb = shrunk[..., :3]
+        else:
+            rgb = cv2.resize(rgb, (geo.work_width, geo.work_height), interpolation=cv2.INTER_AREA)
     # Resampling the padded image equals resampling the photo at shifted positions; padding
     # materialised here is small (a few rows or columns).
     padded = np.pad(rgb, ((geo.pad_top, geo.pad_bottom), (geo.pad_left, geo.pad_right), (0, 0)))
@@ -151,13 +160,16 @@ class BodyPixModel:
         if missing:
             raise ModelNotFoundError(f"{path} is not a BodyPix graph: no output for {sorted(missing)}")
 
-    def run(self, image: np.ndarray, settings: Settings | None = None) -> BodyPixOutput:
+    def run(
+        self, image: np.ndarray, settings: Settings | None = None, shrunk: np.ndarray | None = None
+    ) -> BodyPixOutput:
         """Forward pass on an HxWx3/4 uint8 photo; ``settings`` overrides the inference knobs
-        (internal resolution, input cap) of the ones the model was loaded with."""
+        (internal resolution, input cap) of the ones the model was loaded with; ``shrunk``: see
+        ``prepare_input``."""
         settings = settings or self.settings
         h, w = image.shape[:2]
         geo = plan_geometry(h, w, settings)
-        x = prepare_input(image, geo, settings.architecture)
+        x = prepare_input(image, geo, settings.architecture, shrunk)
         heads = list(self.output_names)
         values = self.session.run([self.output_names[k] for k in heads], {self.input_name: x})
         out = {k: v[0].astype(np.float32, copy=False) for k, v in zip(heads, values, strict=True)}
