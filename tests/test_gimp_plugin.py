@@ -468,10 +468,10 @@ def test_cancel_leaves_the_image_untouched(case: Case) -> None:
 
 
 def test_dialog_in_a_virtual_display(gimp_run) -> None:
-    """Interactive Select Body Parts: the procedure dialog opens (with the 24 part tick boxes),
+    """Interactive Choose Parts (Select > Body Part): the procedure dialog opens (with the 24 part tick boxes),
     OK runs it with the dialog's values, and the selection appears."""
     inst, _ = gimp_run
-    case = {"id": "dialog", "image": str(ONE_PERSON), "proc": PARTS, "interactive": "Body Parts"}
+    case = {"id": "dialog", "image": str(ONE_PERSON), "proc": PARTS, "interactive": "Choose Parts"}
     with harness.VirtualDisplay(inst) as display:
         proc, _ = inst.batch({"out": str(inst.work / "out-dialog"), "empty_models": "", "cases": [case]},
                              timeout=600, DISPLAY=display)  # fmt: skip

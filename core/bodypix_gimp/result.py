@@ -29,6 +29,9 @@ PART_GROUPS = {
     "torso": ("torso_front", "torso_back"),
     "person": PART_NAMES,
 }
+# Above and below the waist (GIMP's Select > Body Part > Upper Body / Lower Body).
+PART_GROUPS["upper_body"] = PART_GROUPS["face"] + PART_GROUPS["arms"] + PART_GROUPS["hands"] + PART_GROUPS["torso"]
+PART_GROUPS["lower_body"] = PART_GROUPS["legs"] + PART_GROUPS["feet"]
 
 KEYPOINT_NAMES = (
     "nose", "leftEye", "rightEye", "leftEar", "rightEar", "leftShoulder",

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # bodypix-gimp: one-click person and body-part selection for GIMP 3.
 # Copyright (C) 2026 the bodypix-gimp authors. GPL-3.0-or-later.
-"""GIMP 3 procedures: Select Person, Select Body Parts, Body Parts to Layers, Person to Layer Mask,
-Persons to Layers, Pose to Path.
+"""GIMP 3 procedures: Select Person and the Select > Body Part entries (acting at once, with the
+settings of Select > BodyPix Options...), Choose Body Parts, Body Parts to Layers, Person to Layer
+Mask, Persons to Layers, Pose to Path.
 
 Thin on purpose: every pixel decision is made by ``bodypix_gimp`` (core/) in a separate
 process (``worker_client``); this file declares the procedures and their dialog, moves
@@ -39,6 +40,7 @@ def stamp(name):
 
 SELECT_PERSON = "plug-in-bodypix-select-person"
 SELECT_PARTS = "plug-in-bodypix-select-parts"
+SELECT_OPTIONS = "plug-in-bodypix-select-options"
 PARTS_TO_LAYERS = "plug-in-bodypix-parts-to-layers"
 PERSON_TO_MASK = "plug-in-bodypix-person-to-layer-mask"
 PERSONS_TO_LAYERS = "plug-in-bodypix-persons-to-layers"
@@ -70,7 +72,29 @@ PART_NAMES = (
     "left_feet",
     "right_feet",
 )  # fmt: skip  (names only, for the dialog; the core owns what they mean)
-GROUPS = ("person", "face", "hands", "arms", "legs", "feet", "torso", "custom")
+GROUPS = ("person", "face", "hands", "arms", "legs", "feet", "torso", "upper_body", "lower_body", "custom")
+PART_MENU = "<Image>/Select/Body Part (BodyPix)"
+# Select > Body Part (BodyPix) > ...: procedure -> (group, menu label, what it selects).
+# The group names are the core's (bodypix_gimp.result.PART_GROUPS); the core resolves them.
+INSTANT_PARTS = {
+    "plug-in-bodypix-select-face": ("face", "_Face", "the face (head and hair, as body-pix labels it)"),
+    "plug-in-bodypix-select-hands": ("hands", "_Hands", "both hands, with the fingers"),
+    "plug-in-bodypix-select-arms": ("arms", "_Arms", "the arms, upper and lower, without the hands"),
+    "plug-in-bodypix-select-legs": ("legs", "_Legs", "the legs, upper and lower, without the feet"),
+    "plug-in-bodypix-select-feet": ("feet", "F_eet", "the feet"),
+    "plug-in-bodypix-select-torso": ("torso", "_Torso", "the torso"),
+    "plug-in-bodypix-select-upper-body": ("upper_body", "_Upper Body", "face, arms, hands and torso"),
+    "plug-in-bodypix-select-lower-body": ("lower_body", "Lo_wer Body", "legs and feet"),
+}
+# Entries that act at once (no dialog) with the settings Select > BodyPix Options... remembers.
+INSTANT = (SELECT_PERSON, *INSTANT_PARTS)
+# Those settings: a global persistent parasite (GIMP keeps it in the profile's parasiterc).
+OPTIONS_PARASITE = "bodypix-gimp-select-options"
+SHARED_ARGUMENTS = ("source", "quality", "refine-edges", "recover-fingers", "threshold", "internal-resolution",
+                    "soft-edges", "operation", "inside-selection")  # fmt: skip
+# Menu defaults that differ from the PDB argument defaults (scripts keep the old behaviour):
+# a rough rectangle around one person, then Select > Person, selects that person.
+MENU_DEFAULTS = {"inside-selection": True}
 OPERATIONS = {
     "replace": Gimp.ChannelOps.REPLACE,
     "add": Gimp.ChannelOps.ADD,
@@ -84,9 +108,10 @@ DOCS = {
         "Runs BodyPix 2.0 on the active layer (or on everything visible) and makes the person mask the "
         "selection, with the usual modes (replace, add, subtract, intersect). With 'Only persons inside "
         "the selection', only people who overlap the existing selection are selected: draw a rectangle "
-        "around one person in a group photo, then call this.",
+        "around one person in a group photo, then call this. From the menu it acts at once with the "
+        "settings of Select > BodyPix Options... (there 'Only persons inside the selection' is on).",
         "<Image>/Select",
-        "_Person (BodyPix)...",
+        "_Person (BodyPix)",
     ),
     SELECT_PARTS: (
         "Select body parts (face, hands, arms, legs, feet, torso or any of 24 parts)",
@@ -94,8 +119,17 @@ DOCS = {
         "the dialog and those named in 'Parts' (comma separated, e.g. 'left_hand,right_hand'). Part names: "
         + ", ".join(PART_NAMES)
         + ".",
+        PART_MENU,
+        "_Choose Parts...",
+    ),
+    SELECT_OPTIONS: (
+        "Settings of Select > Person (BodyPix) and Select > Body Part (BodyPix)",
+        "Opens the settings the Select entries that act at once use (source, quality, edges, fingers, "
+        "threshold, internal resolution, soft edges, mode, only persons inside the selection) and "
+        "remembers them, also across GIMP sessions. Changes nothing in the image. Called from a script, "
+        "it stores the values it is given.",
         "<Image>/Select",
-        "_Body Parts (BodyPix)...",
+        "BodyPix _Options...",
     ),
     PARTS_TO_LAYERS: (
         "Body parts to a layer group and channels",
@@ -130,6 +164,18 @@ DOCS = {
         "Pose to _Path (BodyPix)...",
     ),
 }
+
+
+for _name, (_group, _label, _what) in INSTANT_PARTS.items():
+    DOCS[_name] = (
+        f"Select {_what} of the person (or people) in the active layer",
+        f"Runs BodyPix 2.0 on the active layer (or on everything visible) and selects {_what}, with the usual "
+        "modes (replace, add, subtract, intersect) and 'Only persons inside the selection'. From the menu it "
+        "acts at once with the settings of Select > BodyPix Options...; a script passes them as arguments. "
+        f"Same as Choose Parts with group '{_group}'.",
+        PART_MENU,
+        _label,
+    )
 
 
 def choice(*items):
@@ -253,6 +299,7 @@ def compute(image, layer, config, op, target_rect, parts=None, with_selection=Fa
         worker.request["selection"] = selection is not None
         stamp("worker_started")
         worker.start()
+        stamp("connected")
         if not visible:
             data, _ = pixels.read_source(layer)
         stamp("pixels_read")
@@ -261,6 +308,7 @@ def compute(image, layer, config, op, target_rect, parts=None, with_selection=Fa
         stamp("worker_done")
         TIMES["worker"] = result.get("worker_ms")
         TIMES["core"] = result.get("timings_ms")
+        TIMES["cache"] = result.get("cache")  # "hit": the worker had segmented these very pixels
     except BaseException:
         worker.__exit__(None, None, None)
         raise
@@ -312,7 +360,8 @@ def chosen_parts(config):
 
 
 def do_select_parts(procedure, image, layer, config):
-    parts = chosen_parts(config)
+    name = procedure.get_name()
+    parts = [INSTANT_PARTS[name][0]] if name in INSTANT_PARTS else chosen_parts(config)
     inside = config.get_property("inside-selection")
     result, worker = compute(image, layer, config, "select-parts", canvas(image), parts=parts, with_selection=inside)
     with worker, undo_group(image):
@@ -416,8 +465,63 @@ class undo_group:
         return False
 
 
+# ------------------------------------------------------- settings the instant entries use ---
+def stored_options():
+    """The values Select > BodyPix Options... stored (argument name -> value); {} when none."""
+    parasite = Gimp.get_parasite(OPTIONS_PARASITE)
+    if parasite is None:
+        return {}
+    try:
+        values = json.loads(bytes(parasite.get_data()).decode("utf-8"))
+    except ValueError:
+        return {}  # unreadable: the defaults, as if nothing were stored
+    return values if isinstance(values, dict) else {}
+
+
+def acceptable(pspec, value):
+    """Whether ``value`` (from the stored JSON) fits the argument ``pspec`` of this version."""
+    if GObject.type_name(pspec.__gtype__) == "GimpParamChoice":
+        return isinstance(value, str) and Gimp.param_spec_choice_get_choice(pspec).is_valid(value)
+    if pspec.value_type == GObject.TYPE_BOOLEAN:
+        return isinstance(value, bool)
+    if pspec.value_type == GObject.TYPE_DOUBLE:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            pspec.minimum <= value <= pspec.maximum  # fmt: skip
+    return False
+
+
+def use_stored_options(config):
+    """Give ``config`` the remembered settings (menu defaults where none is stored)."""
+    stored = stored_options()
+    for name in SHARED_ARGUMENTS:
+        pspec = config.find_property(name)
+        if pspec is None:
+            continue  # e.g. soft edges: not an argument of the body-part entries
+        default = MENU_DEFAULTS.get(name, pspec.get_default_value())
+        value = stored.get(name, default)
+        config.set_property(name, value if acceptable(pspec, value) else default)
+
+
+def store_options(config):
+    """Remember ``config``'s shared settings for the instant entries (global persistent parasite)."""
+    values = {name: config.get_property(name) for name in SHARED_ARGUMENTS}
+    data = json.dumps(values, sort_keys=True).encode("utf-8")
+    Gimp.attach_parasite(Gimp.Parasite.new(OPTIONS_PARASITE, Gimp.PARASITE_PERSISTENT, data))
+
+
+def run_options(procedure, run_mode, config):
+    """Select > BodyPix Options...: the dialog, then remember; a script's values are remembered as given."""
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        use_stored_options(config)
+        if not show_dialog(procedure, config):
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    store_options(config)
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
 RUNNERS = {
     SELECT_PERSON: do_select_person,
+    **{name: do_select_parts for name in INSTANT_PARTS},
     SELECT_PARTS: do_select_parts,
     PARTS_TO_LAYERS: do_parts_to_layers,
     PERSON_TO_MASK: do_person_to_mask,
@@ -453,9 +557,14 @@ def run(procedure, run_mode, image, drawables, config, data):
     name = procedure.get_name()
     stamp("run_called")
     RUN_MODE[0] = run_mode
+    if name == SELECT_OPTIONS:
+        return run_options(procedure, run_mode, config)
     try:
         layer = source_layer(drawables)
-        if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config):
+        if name in INSTANT:  # acts at once: from the menu (or "repeat") with the remembered settings
+            if run_mode != Gimp.RunMode.NONINTERACTIVE:
+                use_stored_options(config)
+        elif run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         RUNNERS[name](procedure, image, layer, config)
     except BodyPixError as e:
@@ -476,13 +585,15 @@ class BodyPix(Gimp.PlugIn):
         return False
 
     def do_query_procedures(self):
-        return list(RUNNERS)
+        return [*RUNNERS, SELECT_OPTIONS]
 
     def do_create_procedure(self, name):
         blurb, help_text, menu, label = DOCS[name]
         p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         p.set_image_types("*")
-        p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        p.set_sensitivity_mask(
+            Gimp.ProcedureSensitivityMask.ALWAYS if name == SELECT_OPTIONS else Gimp.ProcedureSensitivityMask.DRAWABLE
+        )
         p.set_menu_label(label)
         p.add_menu_path(menu)
         p.set_documentation(blurb, help_text, name)
@@ -493,7 +604,7 @@ class BodyPix(Gimp.PlugIn):
                 "group",
                 "_Group",
                 "Body-part group; 'custom' uses the Parts list",
-                choice(*[(g, g.capitalize()) for g in GROUPS]),
+                choice(*[(g, g.replace("_", " ").capitalize()) for g in GROUPS]),
                 "person",
                 rw,
             )
@@ -501,9 +612,9 @@ class BodyPix(Gimp.PlugIn):
             for n in PART_NAMES:  # dialog tick boxes (aux: not part of the PDB signature)
                 label = n.replace("_", " ").capitalize()
                 p.add_boolean_aux_argument(part_aux_name(n), label, "Select " + label.lower(), False, rw)
-        if name in (SELECT_PERSON, SELECT_PARTS):
+        if name in (SELECT_PERSON, SELECT_PARTS, SELECT_OPTIONS, *INSTANT_PARTS):
             add_selection_arguments(p)
-        add_common_arguments(p, soft=name in (SELECT_PERSON, PERSON_TO_MASK))
+        add_common_arguments(p, soft=name in (SELECT_PERSON, PERSON_TO_MASK, SELECT_OPTIONS))
         return p
 
 

@@ -92,7 +92,7 @@ def group_picture(inst, args) -> bool:  # noqa: ANN001
 
 def dialog_picture(inst, args) -> int:  # noqa: ANN001
     """The Select Body Parts dialog in a virtual display."""
-    case = {"id": "dialog", "image": args.photo, "proc": "plug-in-bodypix-select-parts", "interactive": "Body Parts"}
+    case = {"id": "dialog", "image": args.photo, "proc": "plug-in-bodypix-select-parts", "interactive": "Choose Parts"}
     with harness.VirtualDisplay(inst) as display:
         proc, _ = inst.batch({"out": str(inst.work / "out"), "empty_models": "", "cases": [case]}, DISPLAY=display)
     shot = inst.work / "out" / "dialog" / "dialog.png"
