@@ -126,6 +126,14 @@ def test_instant_entry_opens_no_dialog_and_is_one_undo_step(click: dict, proc: s
     assert e["one_undo_restores"], f"it took {e['undo_steps'] or 'more than 20'} Ctrl+Z to undo"
 
 
+def test_repeated_clicks_on_the_same_layer_compute_once(click: dict) -> None:
+    """Person, then every body-part entry on the unchanged layer: one segmentation."""
+    calls = [t for t in click["timing"] if t["procedure"] in ENTRIES][: len(ENTRIES)]
+    assert [t["procedure"] for t in calls] == list(ENTRIES)
+    cache = [t["ms_since_python_start"]["cache"] for t in calls]
+    assert cache == ["miss"] + ["hit"] * (len(ENTRIES) - 1), cache
+
+
 def test_options_are_remembered_and_used(click: dict) -> None:
     r = click
     assert r["options_call"]["status"] == "success" and r["options_call"]["windows"] == []
@@ -156,3 +164,33 @@ def test_persons_inside_a_rectangle(click: dict) -> None:
     got = np.load(click["out"] / "group-after.npy")
     assert iou(got, expected) >= 0.99
     assert not ((got >= 128) & (multi.instance_map == 3)).any()
+
+
+def placed(mask: np.ndarray, offsets: list[int], canvas: list[int]) -> np.ndarray:
+    w, h = canvas
+    out = np.zeros((h, w), np.uint8)
+    x, y = offsets
+    out[y : y + mask.shape[0], x : x + mask.shape[1]] = mask[: h - y, : w - x]
+    return out
+
+
+def test_a_changed_layer_never_gets_a_stale_result(click: dict) -> None:
+    """After cached clicks: the layer moved, one pixel changed, a block painted white; each next
+    click selects what the core finds on the layer as it is then, at its place."""
+    steps = {e["step"]: e for e in click["cache"]}
+    assert list(steps) == ["same", "moved", "one_pixel", "painted"]
+    person_calls = [t for t in click["timing"] if t["procedure"] == "plug-in-bodypix-select-person"]
+    cache = [t["ms_since_python_start"]["cache"] for t in person_calls[-4:]]
+    # same pixels (also after a move): from the cache; any changed pixel: computed again
+    assert cache == ["hit", "hit", "miss", "miss"], cache
+    settings = build_settings(DEFAULTS)
+    results = {}
+    for step, e in steps.items():
+        assert e["status"] == "success", e["message"]
+        pixels = np.load(click["out"] / f"cache-{step}-pixels.npy")
+        core = segment(pixels, settings).person_mask
+        got = np.load(click["out"] / f"cache-{step}.npy")
+        assert iou(got, placed(core, e["offsets"], e["canvas"])) >= 0.99, step
+        results[step] = got
+    assert steps["moved"]["offsets"] == [25, 15]
+    assert iou(results["painted"], results["one_pixel"]) < 0.9  # the painted legs are gone
