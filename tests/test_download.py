@@ -23,6 +23,7 @@ import re
 import shutil
 import tarfile
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -702,3 +703,24 @@ def test_damaged_pointer_is_one_line_and_a_new_install_repairs_it(models_dir, tm
     result = install(target, models_from=models_dir, variants=[Q2_16], aux=[])
     assert models.model_path(models.bodypix_relpath(Q2_16), folder=target) == result.folder / models.bodypix_relpath(
         Q2_16)
+
+
+def test_leftovers_of_killed_runs_are_swept_after_a_day(models_dir, tmp_path):
+    """A staging folder and a set no pointer names, left by killed runs: removed once a day old."""
+    target = tmp_path / "models"
+    first = install(target, models_from=models_dir, variants=[Q2_16], aux=[])
+    old_staging, new_staging = target / "sets" / ".staging-old", target / "sets" / ".staging-now"
+    for d in (old_staging, new_staging):
+        (d / "bodypix").mkdir(parents=True)
+        (d / "bodypix" / "part.onnx").write_bytes(b"x" * 1000)
+    orphan = target / "sets" / "set-orphan"
+    shutil.copytree(first.folder, orphan)
+    (orphan / "notes.txt").write_text("not listed: kept")
+    two_days_ago = time.time() - 2 * 86400
+    for d in (old_staging, orphan):
+        os.utime(d, (two_days_ago, two_days_ago))
+    second = install(target, models_from=models_dir, variants=[F050_8], aux=[])
+    assert sorted(p.name for p in (target / "sets").iterdir()) == sorted([".staging-now", "set-orphan",
+                                                                          second.folder.name])
+    assert tree(orphan) == ["notes.txt"]  # its listed files and folders went, the unlisted file stayed
+    assert (new_staging / "bodypix" / "part.onnx").is_file()  # maybe a run going on now: kept

@@ -317,3 +317,18 @@ def test_read_only_data_folder_is_one_line(tmp_path: Path, monkeypatch, capsys) 
     assert install.main(cli(tmp_path, "--no-models")) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"[bodypix-gimp] ERROR: Read-only file system ({tmp_path / 'data'})"
+
+
+def test_record_of_the_first_installer_is_still_read(tmp_path: Path) -> None:
+    """Records written before checksums (plain lists): their files count as ours, as that record said."""
+    layout = install.Layout(args_for(tmp_path))
+    record = install.new_record()
+    install.install_plugin(layout, record, with_models=False)
+    v1 = {"files": sorted(record["files"]), "dirs": record["dirs"], "plugin_dir": str(layout.plugin_dir)}
+    layout.data.mkdir(parents=True)
+    layout.record.write_text(json.dumps(v1))
+    loaded = install.load_record(layout)
+    assert loaded["files"] == dict.fromkeys(v1["files"]) and loaded["venv"] is None
+    install.preflight(layout, loaded, force=False)  # a re-install may overwrite them
+    assert install.uninstall(layout) == 0
+    assert not layout.plugin_dir.exists() and not layout.record.exists()

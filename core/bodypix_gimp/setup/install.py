@@ -360,6 +360,7 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
                     d.rmdir()
     if previous is not None and previous != folder:
         _retire(previous, target)
+    _sweep(target, folder)
     inst.step = (0.0, 1.0)
     inst.report(1.0, "models ready")
     return InstallResult(target=target.resolve(), installed=dict(inst.staged), notes=inst.notes,
@@ -441,6 +442,29 @@ def _commit(staging: Path, target: Path, complete: dict[str, str]) -> Path:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return folder
+
+
+STALE_SECONDS = 24 * 3600  # a staging folder or unused set this old is left over from a killed run
+
+
+def _sweep(target: Path, current: Path) -> None:
+    """Remove what killed runs left in ``sets/``: staging folders and sets no pointer names.
+
+    Only entries older than :data:`STALE_SECONDS`, so a run going on at the same time keeps
+    its own; a left-over set loses only its unchanged listed files (like :func:`_retire`).
+    """
+    now = time.time()
+    for entry in (target / SETS_DIR).iterdir():
+        try:
+            stale = entry.is_dir() and not entry.is_symlink() and now - entry.stat().st_mtime > STALE_SECONDS
+        except OSError:
+            continue
+        if not stale or entry == current:
+            continue
+        if entry.name.startswith(".staging-"):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.name.startswith("set-"):
+            _retire(entry, target)
 
 
 def _retire(previous: Path, target: Path) -> None:
