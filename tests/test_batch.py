@@ -326,3 +326,19 @@ def test_engine_ray_without_ray_says_how_to_install(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "pip install 'bodypix-gimp[ray]'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_an_address_where_no_ray_answers_is_one_line_before_any_work(tmp_path, capsys):
+    pytest.importorskip("ray", reason="the [ray] extra (make test installs it)")
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = time.monotonic()
+    assert main(["segment", str(SAMPLE), "--out", str(tmp_path / "o"), "--engine", "ray",
+                 "--address", f"127.0.0.1:{port}"]) == 2
+    assert time.monotonic() - t < 30
+    err = capsys.readouterr().err
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..settings import ConfigError, Settings
 from .outputs import OutputOptions, encode_photo
-from .runner import Item, Terminated, Writer, describe_error
+from .runner import Item, RayJobError, Terminated, Writer, describe_error
 
 INSTALL_HINT = ("--engine ray needs Ray Data, an optional extra: pip install 'bodypix-gimp[ray]' "
                 "(or pip install 'ray[data]' in the same environment)")
@@ -38,10 +38,6 @@ INSTALL_HINT = ("--engine ray needs Ray Data, an optional extra: pip install 'bo
 # the batch needs (12 MP: about 1.5 MB a photo with the JPEG overlay, 10 MB with PNG).
 OBJECT_STORE_BYTES = 256 * 1024 * 1024
 MAX_BLOCKS = 4096
-
-
-class RayJobError(RuntimeError):
-    """Ray itself failed (a worker process died and could not be restarted, the cluster went away)."""
 
 
 def require_ray() -> None:
@@ -118,6 +114,19 @@ def bound_segmenter(settings: Settings, runtime: Any, options: OutputOptions, cp
     return BoundSegmenter
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A ``host:port`` that does not answer is one line now: ``ray.init`` would retry for minutes."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # "auto", "ray://...": Ray resolves those itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({e.strerror or e})") from None
+
+
 def _start_local(workers: int | None) -> str:
     import ray
 
@@ -148,7 +157,11 @@ def run_ray(photos: list[Path], settings: Settings, runtime: Any, options: Outpu
     started = not ray.is_initialized()
     if started:
         if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError: one line
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise ConfigError(f"--address {address}: cannot join the Ray cluster ({first})") from None
         else:
             tmp = _start_local(workers)
     try:
@@ -158,10 +171,14 @@ def run_ray(photos: list[Path], settings: Settings, runtime: Any, options: Outpu
         cpus = max(1, cpus_total // workers)
         if runtime.models:  # the same models folder on every node (documented in docs/scale.md)
             runtime = dataclasses.replace(runtime, models=str(Path(runtime.models).resolve()))
+        # A private Ray has room for every worker; a cluster may have less free, or grow on demand
+        # (autoscaler, KubeRay): there the pool starts with one actor and grows up to --workers.
+        pool = ray.data.ActorPoolStrategy(size=workers) if tmp else ray.data.ActorPoolStrategy(
+            min_size=1, max_size=workers)
         ds = ray.data.from_items([{"input": str(p)} for p in photos],
                                  override_num_blocks=min(len(photos), MAX_BLOCKS))
         ds = ds.map_batches(bound_segmenter(settings, runtime, options, cpus), batch_size=1,
-                            batch_format="numpy", num_cpus=cpus, compute=ray.data.ActorPoolStrategy(size=workers))
+                            batch_format="numpy", num_cpus=cpus, compute=pool)
         try:
             for row in ds.iter_rows():
                 item, fatal = pickle.loads(row["record"])

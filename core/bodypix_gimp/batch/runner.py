@@ -35,6 +35,10 @@ from .outputs import Aborted, Encoded, OutputOptions, commit, encode_photo, fixe
 ENGINES = ("local", "ray")
 
 
+class RayJobError(RuntimeError):
+    """Ray itself failed (a worker process died and could not be restarted, the cluster went away)."""
+
+
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread like KeyboardInterrupt is for SIGINT."""
 
@@ -251,9 +255,11 @@ def run(photos: list[Path], out_dir: Path, settings: Settings, runtime: Any, opt
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if engine == "ray":
-        from .ray_engine import require_ray
+        from .ray_engine import check_reachable, require_ray
 
         require_ray()
+        if address:
+            check_reachable(address)
     prepare_out_dir(out_dir)
     todo, skipped = plan(photos, out_dir, options, settings, force, skip_existing)
     summary = BatchSummary(total=len(photos), skipped=len(skipped))

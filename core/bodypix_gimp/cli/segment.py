@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import OutputOptions
     from ..batch import run as run_batch
     from ..batch.inputs import expand
+    from ..batch.runner import RayJobError
 
     if args.force and args.skip_existing:
         raise ConfigError("--force and --skip-existing exclude each other: overwrite, or resume")
@@ -123,8 +124,14 @@ def run(args: argparse.Namespace) -> int:
     options = OutputOptions(overlay=args.overlay, json=args.json, part_masks=args.part_masks)
     out_dir = Path(args.out)
     photos = expand(args.images)
-    s = run_batch(photos, out_dir, settings, runtime, options, engine=args.engine, force=args.force,
-                  skip_existing=args.skip_existing, quiet=args.quiet, address=args.address, workers=args.workers)
+    try:
+        s = run_batch(photos, out_dir, settings, runtime, options, engine=args.engine, force=args.force,
+                      skip_existing=args.skip_existing, quiet=args.quiet, address=args.address,
+                      workers=args.workers)
+    except RayJobError as e:
+        print(f"bodypix-gimp: error: {e}; the photos written so far stay: rerun with --skip-existing",
+              file=sys.stderr)
+        return 2
     done = s.ok
     if s.interrupted:
         print(f"bodypix-gimp: interrupted; {done} photo(s) written to {out_dir}/ this run. "
