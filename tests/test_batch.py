@@ -342,3 +342,16 @@ def test_an_address_where_no_ray_answers_is_one_line_before_any_work(tmp_path, c
     err = capsys.readouterr().err
     assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_atomic_write_honours_the_umask(tmp_path):
+    """imageio.atomic_write (eval reports, JSON) creates files as open() would, not mkstemp's 0600."""
+    from bodypix_gimp.imageio import atomic_write, save_png
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.json", lambda tmp: tmp.write_text("{}"))
+        save_png(tmp_path / "b.png", np.zeros((4, 4), np.uint8))
+    finally:
+        os.umask(old)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in sorted(tmp_path.iterdir())] == [0o644, 0o644]

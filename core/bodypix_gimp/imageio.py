@@ -10,7 +10,7 @@ failure never leaves a half-written output.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 
@@ -132,10 +132,19 @@ def pil_to_rgb(im: Image.Image) -> np.ndarray:
 
 
 def atomic_write(path: Path, write: callable) -> None:  # type: ignore[valid-type]
-    """Write through a temp file in the same folder, then rename: never a partial file."""
+    """Write through a temp file in the same folder, then rename: never a partial file.
+
+    The temp file is created with mode 0666 minus the umask, as ``open()`` would (mkstemp's
+    0600 would make every output private whatever the user's umask).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    while True:
+        tmp = path.parent / f".tmp-{secrets.token_hex(6)}{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         write(Path(tmp))
         os.replace(tmp, path)
