@@ -106,7 +106,11 @@ def test_bench_batch_writes_its_report(tmp_path):
     runs = report["runs"]["0.3 MP"]
     assert set(runs) == {"local", "ray, 1 worker"}
     for r in runs.values():
-        assert r["photos"] == 3 and r["photos_per_s"] > 0 and r["steady_s_per_photo"] > 0 and r["cpu_s_per_photo"] > 0
+        assert r["photos"] == 3 and r["photos_per_s"] > 0 and r["steady_s_per_photo"] > 0
+    assert runs["local"]["cpu_s_per_photo"] > 0 and runs["local"]["cpu_s_per_photo_steady"] > 0
+    assert runs["ray, 1 worker"]["worker_cpu_ms_per_photo"] > 0
+    overhead = report["ray_overhead"][0]
+    assert overhead["workers"] == 1 and overhead["worker_ms_per_photo"] > 0
     ratio = report["ratios"]["0.3 MP"]
     assert ratio["segment_total_ms"] > 0 and ratio["batch_ratio"] > 0 and ratio["old_ratio"] > 0
     assert len(report["encoders"]) == 7 and all(row["kB"] > 0 for row in report["encoders"])

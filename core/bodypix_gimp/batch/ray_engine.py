@@ -76,6 +76,7 @@ class Segmenter:
         path = Path(label)
         item = Item(path, started=time.time())
         item.timings["worker"] = self.worker
+        cpu = time.process_time()  # the actor does one photo at a time: its CPU (all threads) is this photo's
         t = time.perf_counter()
         try:
             photo = load_image(path)
@@ -87,6 +88,7 @@ class Segmenter:
             t = time.perf_counter()
             item.encoded = encode_photo(photo, result, path.stem, label, self.settings, self.options)
             item.timings["encode"] = round((time.perf_counter() - t) * 1000, 1)
+            item.timings["cpu"] = round((time.process_time() - cpu) * 1000, 1)
         except (ModelNotFoundError, ChecksumError) as e:
             self.fatal = str(e)
         except Exception as e:  # noqa: BLE001 - any failure of one photo is that photo's line
