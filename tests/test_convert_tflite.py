@@ -105,9 +105,13 @@ def test_fingers_on_the_seed_photo_match_with_converted_models(converted, jim):
     assert {converted.resolve() / models.AUX_MODELS[n] for n in ("palm_detection_full", "hand_landmark_full")} <= loaded
     found = ref.info["hands"]["hands"]
     assert len(found) == 1 and found[0]["added"] > 1000  # the fingers really were recovered
-    assert ours.info["hands"]["hands"][0]["added"] == found[0]["added"]
-    assert np.array_equal(ours.person_mask, ref.person_mask)
-    assert np.array_equal(ours.part_map, ref.part_map)
+    # The two files differ numerically (landmarks by < 1e-3 crop px, checked above), so the
+    # masks may differ where a drawn finger's edge or GrabCut's decision sits within that of a
+    # pixel boundary: allow 1% of the pixels the stage added (measured: identical on jim).
+    added = found[0]["added"]
+    assert abs(ours.info["hands"]["hands"][0]["added"] - added) <= 0.01 * added
+    assert np.count_nonzero(ours.person_mask != ref.person_mask) <= 0.01 * added
+    assert np.count_nonzero(ours.part_map != ref.part_map) <= 0.01 * added
 
 
 def test_unsupported_and_damaged_files_name_the_file(models_dir, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from bodypix_gimp.cli import main
 from bodypix_gimp.evaluate import datasets
@@ -81,10 +82,30 @@ def test_bad_dataset_and_config_are_one_line_errors(tmp_path: Path, capsys: pyte
 
 
 @pytest.mark.slow
-def test_full_human_seg_run_default_beats_every_single_model(tmp_path: Path) -> None:
-    """The README's full evaluation on human_seg_300: the default pipeline is the best configuration."""
+def test_full_human_seg_run_meets_the_readme_targets(tmp_path: Path) -> None:
+    """The README's full evaluation on human_seg_300 and its targets for `default`, recomputed
+    here from the per-photo scores (not taken from the harness's own target check)."""
     assert main(["eval", str(EVAL / "human_seg_300"), "--out", str(tmp_path), "-q"]) == 0
-    s = json.loads((tmp_path / "eval.json").read_text())["datasets"]["human_seg_300"]["summary"]
-    for other in ("bodypix-seed", "bodypix-defaults", "selfie", "rvm"):
-        assert s["default"]["iou"] > s[other]["iou"], other
-        assert s["default"]["f@2"] > s[other]["f@2"], other
+    hs = json.loads((tmp_path / "eval.json").read_text())["datasets"]["human_seg_300"]
+    rows = hs["per_photo"]
+    assert len(rows["default"]) == 100
+
+    def mean(config: str, key: str) -> float:
+        return float(np.mean([r[key] for r in rows[config]]))
+
+    # README: IoU >= 0.95 (0.955), boundary F@2px >= 0.80 (0.804), |mean offset| <= 1 px (-0.34)
+    assert mean("default", "iou") >= 0.95
+    assert mean("default", "f@2") >= 0.80
+    assert abs(mean("default", "offset")) <= 1.0
+    # better than RVM and Selfie on every metric
+    for peer in ("rvm", "selfie"):
+        for key in ("iou", "f@1", "f@2", "f@5", "band_iou"):
+            assert mean("default", key) > mean(peer, key), (peer, key)
+        assert abs(mean("default", "offset")) < abs(mean(peer, "offset")), peer
+    # no photo more than 1 IoU point worse than the better raw BodyPix
+    raw = {c: {r["name"]: r["iou"] for r in rows[c]} for c in ("bodypix-seed", "bodypix-defaults")}
+    behind = [(r["name"], r["iou"]) for r in rows["default"]
+              if r["iou"] < max(raw[c][r["name"]] for c in raw) - 0.01]
+    assert not behind, behind
+    # and the harness's own target list agrees
+    assert hs["targets"] and all(t["met"] for t in hs["targets"]), hs["targets"]

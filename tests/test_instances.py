@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from bodypix_gimp import Settings, segment
 from bodypix_gimp.cli import main
+from bodypix_gimp.settings import default_settings
 from conftest import EVAL, load
 from PIL import Image
 
@@ -242,20 +243,23 @@ def test_persons_match_the_reference(model):
             assert (our_parts[both] == ref_parts[both]).mean() >= 0.99, f"{name} person {p.index}: parts"
 
 
-def test_select_person_takes_the_people_a_selection_touches():
-    from bodypix_gimp.bodypix.instances import persons_overlapping
+def test_select_person_takes_the_people_a_selection_touches(tmp_path):
+    """GIMP's Select Person with a selection (the worker, over the plug-in's protocol) gives
+    exactly the core's people (``Result.persons``) that the selection touches."""
+    from test_selection import call
 
-    res = segment(load(HS / "images" / "280.jpg"), Settings(multi_person=True))
+    image = load(HS / "images" / "280.jpg")
+    res = segment(image, default_settings(refine="none", fingers=False, multi_person=True))
     assert len(res.persons) == 3
+    options = {"quality": "fast", "refine": False, "fingers": False}
     middle = res.persons[1]
     nose = middle.pose.keypoints[0]
     sel = np.zeros(res.person_mask.shape, np.uint8)
     sel[int(nose.y) - 5:int(nose.y) + 5, int(nose.x) - 5:int(nose.x) + 5] = 255  # a click on the face
-    mask, ids = persons_overlapping(res.instance_map, res.person_mask, sel)
-    assert ids == [2] and np.array_equal(mask, middle.mask)
+    (got,) = call(tmp_path / "click", "select-person", image, options, sel)
+    assert np.array_equal(got, middle.mask)
     sel[:] = 0
     sel[:, : res.persons[1].bbox[0] + 30] = 255  # a band over the left person and the edge of the middle one
-    mask, ids = persons_overlapping(res.instance_map, res.person_mask, sel)
-    assert ids == [1, 2] and np.array_equal(mask, np.maximum(res.persons[0].mask, middle.mask))
-    mask, ids = persons_overlapping(res.instance_map, res.person_mask, None)
-    assert ids == [1, 2, 3] and np.array_equal(mask > 0, res.instance_map > 0)
+    (got,) = call(tmp_path / "band", "select-person", image, options, sel)
+    assert np.array_equal(got, np.maximum(res.persons[0].mask, middle.mask))
+    assert not (got[res.persons[2].mask >= 128]).any()

@@ -268,18 +268,3 @@ def build_persons(out: BodyPixOutput, raws: list[RawPose], person_mask: np.ndarr
                for new, i in enumerate(order, start=1)]
     return persons, instance_map, info
 
-
-def persons_overlapping(instance_map: np.ndarray, person_mask: np.ndarray,
-                        selection: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
-    """Mask (uint8 HxW, the final person mask's values) of the people a selection touches, and their indices.
-
-    What "Select Person" in a group photo does: with a selection (any pixel >= 128 counts),
-    every person with a pixel inside it; without one (None or empty), everybody.
-    """
-    inside = None if selection is None else selection >= 128
-    if inside is None or not inside.any():
-        ids = [int(v) for v in np.unique(instance_map) if v > 0]
-    else:
-        ids = [int(v) for v in np.unique(instance_map[inside]) if v > 0]
-    chosen = np.isin(instance_map, ids) if ids else np.zeros(instance_map.shape, bool)
-    return np.where(chosen, person_mask, np.uint8(0)).astype(np.uint8), ids
