@@ -93,6 +93,10 @@ def test_rgba_grey_and_16bit_inputs_match_rgb(astronaut):
     assert np.array_equal(segment(rgba, RAW).person_mask, base)
     sixteen = astronaut.astype(np.uint16) * 257
     assert np.array_equal(segment(sixteen, RAW).person_mask, base)
+    # a low byte unlike the high one: v = a * 256 + 128 is a / 255 of full scale to within half a step
+    # of 8 bits, so it is the same photo (a low-byte read would see flat grey)
+    sixteen = astronaut.astype(np.uint16) * 256 + 128
+    assert np.array_equal(segment(sixteen, RAW).person_mask, base)
     grey = segment(astronaut.mean(axis=2).astype(np.uint8), RAW)
     assert iou(grey.person_mask, base) > 0.8
 

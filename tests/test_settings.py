@@ -18,6 +18,12 @@ from bodypix_gimp.settings import ConfigError, Settings, default_settings, model
         ({"max_detections": 0}, "Should be > 0"),
         ({"nms_radius": 0}, "Invalid nmsRadius"),
         ({"refine_steps": 30}, "Should be in range [1, 20]"),
+        ({"refine_steps": 0}, "Should be in range [1, 20]"),
+        ({"max_input_pixels": 9_999}, "Should be >= 10000"),
+        ({"min_pose_score": 1.5}, "Invalid min_pose_score 1.5"),
+        ({"min_keypoint_score": -0.1}, "Invalid minKeypointScore"),
+        ({"score_threshold": 1.1}, "Invalid scoreThreshold"),
+        ({"segmentation_threshold": -0.01}, "Should be in range [0.0, 1.0]"),
     ],
 )
 def test_invalid_settings_name_allowed_values(changes, message):
