@@ -8,6 +8,8 @@ locally a linear function of the guide image, so its transitions follow colour e
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 
@@ -69,7 +71,8 @@ def coefficients_near(
     padded = np.pad(near.astype(bool), ((0, ty * tile - h), (0, tx * tile - w)))
     hit = padded.reshape(ty, tile, tx, tile).any(axis=(1, 3))
     m = 2 * radius
-    for i in range(ty):
+
+    def tile_row(i: int) -> None:
         j = 0
         while j < tx:
             if not hit[i, j]:
@@ -84,6 +87,10 @@ def coefficients_near(
             for o, c in zip(out, block, strict=True):
                 o[y0:y1, x0:x1] = c[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0]
             j = k
+
+    # Tile rows write disjoint rows of ``out``; OpenCV and numpy release the GIL.
+    with ThreadPoolExecutor(max(1, min(4, cv2.getNumThreads()))) as pool:
+        list(pool.map(tile_row, range(ty)))
     return out
 
 
