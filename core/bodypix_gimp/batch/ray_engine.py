@@ -30,7 +30,7 @@ import numpy as np
 
 from ..settings import ConfigError, Settings
 from .outputs import OutputOptions, encode_photo
-from .runner import Item, RayJobError, Terminated, Writer, describe_error
+from .runner import Item, RayJobError, Terminated, Writer, describe_error, signals_ignored
 
 INSTALL_HINT = ("--engine ray needs Ray Data, an optional extra: pip install 'bodypix-gimp[ray]' "
                 "(or pip install 'ray[data]' in the same environment)")
@@ -196,7 +196,8 @@ def run_ray(photos: list[Path], settings: Settings, runtime: Any, options: Outpu
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise RayJobError(f"the Ray job failed: {first}") from None
     finally:
-        if started:
-            ray.shutdown()
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with signals_ignored():  # a second Ctrl+C must not leave the private Ray running
+            if started:
+                ray.shutdown()
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)

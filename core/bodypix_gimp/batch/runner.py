@@ -204,7 +204,7 @@ def _signals_raise() -> Iterator[None]:
 
 
 @contextmanager
-def _signals_ignored() -> Iterator[None]:
+def signals_ignored() -> Iterator[None]:
     """While cleaning up after a stop, a second Ctrl+C must not leave temporaries behind."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -288,7 +288,7 @@ def run(photos: list[Path], out_dir: Path, settings: Settings, runtime: Any, opt
                 summary.interrupted = int(signal.SIGTERM)
             finally:
                 # A fatal error (models missing) still writes the photos already segmented.
-                with _signals_ignored():
+                with signals_ignored():
                     writer.close(abort=bool(summary.interrupted))
     finally:
         manifest.close()
