@@ -113,16 +113,19 @@ def segment_totals(photos: list[Path]) -> dict[str, Any]:
 
     settings = default_settings()
     segment(load_image(photos[0]), settings)  # warm: models loaded, caches filled
-    totals, old_walls = [], []
+    totals, old_walls, cpus = [], [], []
     for path in photos:
         t = time.perf_counter()
+        cpu = time.process_time()  # nothing else runs in this process: all its threads are this photo's
         photo = load_image(path)
         result = segment(photo, settings)
+        cpus.append(time.process_time() - cpu)
         totals.append(result.timings["total"])
         for array in (result.person_mask, result.part_map, part_overlay(photo, result.part_map)):
             Image.fromarray(array).save(io.BytesIO(), format="PNG")  # the CLI before: Pillow, level 6
         old_walls.append((time.perf_counter() - t) * 1000)
-    return {"total_ms": round(statistics.mean(totals), 1), "old_cli_ms_per_photo": round(statistics.mean(old_walls), 1)}
+    return {"total_ms": round(statistics.mean(totals), 1), "old_cli_ms_per_photo": round(statistics.mean(old_walls), 1),
+            "read_segment_cpu_s": round(statistics.mean(cpus), 3)}
 
 
 def encoders(photo_path: Path) -> list[dict[str, Any]]:
@@ -189,10 +192,12 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Wall per photo in a batch vs `segment()`'s `total` (target <= 1.3x at 12 MP)", "",
               "| size | segment() total (warm, alone) | batch CLI steady wall / that total | "
               "segment() total inside the batch | wall / that total | "
-              "before: one after another, Pillow PNGs / total alone |", "| --- | --- | --- | --- | --- | --- |"]
+              "before: one after another, Pillow PNGs / total alone | CPU s/photo: read + segment() alone; "
+              "the whole batch (read, segment, encode, write) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for size, r in report["ratios"].items():
         lines.append(f"| {size} | {r['segment_total_ms']} ms | {r['batch_ratio']}x | {r['batch_total_ms']} ms | "
-                     f"{r['batch_ratio_in_run']}x | {r['old_ratio']}x |")
+                     f"{r['batch_ratio_in_run']}x | {r['old_ratio']}x | {r['read_segment_cpu_s']}; "
+                     f"{r['batch_cpu_s']} |")
     lines += ["", "## What Ray adds per photo", "",
               "Overhead = the interval at which each actor takes a photo (steady x workers) minus the time "
               "it spent inside the photo (read, segment, encode; from the manifest): Ray's scheduling and "
@@ -264,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
                 "batch_total_ms": local["segment_total_ms"],
                 "batch_ratio_in_run": round(local["steady_s_per_photo"] * 1000 / local["segment_total_ms"], 2),
                 "old_ratio": round(seg["old_cli_ms_per_photo"] / seg["total_ms"], 2),
-                "old_cli_ms_per_photo": seg["old_cli_ms_per_photo"]}
+                "old_cli_ms_per_photo": seg["old_cli_ms_per_photo"],
+                "read_segment_cpu_s": seg["read_segment_cpu_s"],
+                "batch_cpu_s": local["cpu_s_per_photo_steady"]}
             for w in workers:
                 r = runs[f"ray, {w} worker{'s' if w > 1 else ''}"]
                 # Each actor takes a photo every steady x workers seconds; what it spent inside the
