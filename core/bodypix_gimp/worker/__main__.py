@@ -15,7 +15,7 @@ from .server import serve, serve_forever, stop_servers
 def main(argv: list[str] | None = None) -> int:
     """``-m bodypix_gimp.worker``: one request on stdin; ``--serve STATE``; ``--stop``."""
     ap = argparse.ArgumentParser(prog="python -m bodypix_gimp.worker")
-    ap.add_argument("--serve", metavar="STATE_FILE", help="keep running, answer on a loopback socket")
+    ap.add_argument("--serve", metavar="STATE_FILE", help="keep running, answer on a private socket")
     ap.add_argument("--idle", type=float, default=600.0, help="--serve: quit after this many idle seconds")
     ap.add_argument("--models", help="--serve: models folder to preload from")
     ap.add_argument("--stop", action="store_true", help="stop the servers of this environment")

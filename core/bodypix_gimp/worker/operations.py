@@ -36,11 +36,14 @@ def build_settings(options: dict[str, Any]) -> Settings:
     base = default_settings()
     changes: dict[str, Any] = {}
     quality = options.get("quality", "fast")
-    if quality not in QUALITY:
-        raise WorkerError(f"quality must be one of {', '.join(QUALITY)}, not {quality!r}", "config")
+    if not isinstance(quality, str) or quality not in QUALITY:
+        raise WorkerError(f"quality must be one of {', '.join(QUALITY)}, not {quality!r:.40}", "config")
     changes.update(QUALITY[quality])
     if "threshold" in options:
-        changes["segmentation_threshold"] = float(options["threshold"])
+        threshold = options["threshold"]
+        if type(threshold) not in (int, float):  # a string or a list from a script is a "config" error
+            raise WorkerError(f"threshold must be a number between 0 and 1, not {threshold!r:.40}", "config")
+        changes["segmentation_threshold"] = float(threshold)
     if options.get("internal_resolution"):
         changes["internal_resolution"] = options["internal_resolution"]
     if "refine" in options:
@@ -51,8 +54,8 @@ def build_settings(options: dict[str, Any]) -> Settings:
         changes["soft_edges"] = bool(options["soft_edges"])
     try:
         return base.replace(**changes)
-    except ConfigError as e:
-        raise WorkerError(str(e), "config") from None
+    except (ConfigError, TypeError, ValueError) as e:
+        raise WorkerError(str(e).splitlines()[0] if str(e) else "bad options", "config") from None
 
 
 

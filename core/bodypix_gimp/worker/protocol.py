@@ -1,14 +1,19 @@
 """The worker protocol: the request header, the pixel stream, progress and result lines.
 
-Protocol (version 1):
+Protocol (version 2), the same on a one-shot worker's stdin/stdout and on a connection to
+the model server (there after the handshake in ``server``):
 
-* stdin: one JSON header line, then ``width*height*channels`` bytes of ``R'G'B'(A) u8``
-  pixels of the source rectangle (``header["channels"]``: 3 or 4), then (only when
-  ``header["selection"]``) ``width*height`` bytes
-  of the image's selection over the same rectangle.  The header is sent first so the
-  worker imports onnxruntime and loads the model while GIMP is still reading pixels.
-* stdout: JSON lines ``{"progress": f, "message": m}`` while working, then exactly one
-  ``{"result": {...}}`` or ``{"error": "one line", "kind": "model|empty|input|config|internal"}``.
+* in: one JSON header line (at most HEADER_CAP bytes), then ``width*height*channels``
+  bytes of ``R'G'B'(A) u8`` pixels of the source rectangle (``header["channels"]``: 3 or
+  4), then (only when ``header["selection"]``) ``width*height`` bytes of the image's
+  selection over the same rectangle.
+* out: ``{"go": true}`` once the header is accepted and the model is loaded, before the
+  worker reads any pixel (the model loads while GIMP is still reading pixels; a client
+  sends pixels only after "go", so an early error never leaves it writing to nobody);
+  ``{"progress": f, "message": m}`` while working (the server adds ``{"busy": true}``
+  every 2 s); then exactly one ``{"result": {...}}`` or
+  ``{"error": "one line", "kind": "model|empty|input|config|internal"}``.  The error may
+  come instead of "go".
 * Results are raw uint8 files in ``header["outdir"]``, each described by
   ``{"name", "file", "rect": [x, y, w, h], "channels"}`` in image coordinates and already
   clipped to ``header["target_rect"]``, so the plug-in writes them with one buffer call.
@@ -23,7 +28,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-PROTOCOL = 1
+from ..imageio import MAX_PIXELS
+
+PROTOCOL = 2
+HEADER_CAP = 1 << 20  # longest request header line (a list of part names stays far below)
 OPS = ("select-person", "select-parts", "parts-to-layers", "person-mask", "persons-to-layers", "pose-to-path")
 MULTI_PERSON_OPS = ("persons-to-layers", "pose-to-path")  # need body-pix's person instances
 
@@ -55,39 +63,64 @@ class Request:
 
 
 def parse_header(line: bytes) -> Request:
-    """Header JSON -> Request, with a one-line error for anything malformed."""
+    """Header JSON -> Request, with a one-line error of kind "config" (what the plug-in sent
+    is malformed) or "input" (the layer cannot be used) for anything wrong; never another."""
     try:
         h = json.loads(line)
-        if h.get("protocol", PROTOCOL) != PROTOCOL:
-            raise WorkerError(
-                f"plug-in speaks protocol {h.get('protocol')}, worker {PROTOCOL}; reinstall", "config"
-            )
-        if h["op"] not in OPS:
-            raise WorkerError(f"unknown operation {h['op']!r}; expected one of {', '.join(OPS)}", "config")
-        src = tuple(int(v) for v in h["source_rect"])
-        req = Request(
-            op=h["op"],
-            width=src[2],
-            height=src[3],
-            source_rect=src,  # type: ignore[arg-type]
-            target_rect=tuple(int(v) for v in h.get("target_rect", src)),  # type: ignore[arg-type]
-            options=dict(h.get("options", {})),
-            parts=list(h.get("parts", [])),
-            selection=bool(h.get("selection", False)),
-            models=h.get("models") or None,
-            outdir=h.get("outdir", "."),
-            label=str(h.get("label", "layer")),
-            channels=int(h.get("channels", 4)),
-        )
-    except WorkerError:
-        raise
-    except (ValueError, KeyError, TypeError) as e:
-        raise WorkerError(f"bad request from the plug-in: {e}", "config") from None
-    if req.channels not in (3, 4):
-        raise WorkerError(f"pixels must have 3 or 4 channels, not {req.channels}", "config")
+    except (ValueError, RecursionError) as e:
+        raise WorkerError(f"bad request from the plug-in: not JSON ({e})", "config") from None
+    if not isinstance(h, dict):
+        raise WorkerError(f"bad request from the plug-in: a {type(h).__name__}, not an object", "config")
+    if h.get("protocol", PROTOCOL) != PROTOCOL:
+        raise WorkerError(f"plug-in speaks protocol {h.get('protocol')!r:.20}, worker {PROTOCOL}; reinstall", "config")
+    op = h.get("op")
+    if not isinstance(op, str) or op not in OPS:
+        raise WorkerError(f"unknown operation {op!r:.40}; expected one of {', '.join(OPS)}", "config")
+    src = rect(h.get("source_rect"), "source_rect")
+    options, parts = h.get("options", {}), h.get("parts", [])
+    if not isinstance(options, dict):
+        raise WorkerError("bad request from the plug-in: options must be an object", "config")
+    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+        raise WorkerError("bad request from the plug-in: parts must be a list of names", "config")
+    for name in ("models", "outdir", "label"):
+        if h.get(name) is not None and not isinstance(h[name], str):
+            raise WorkerError(f"bad request from the plug-in: {name} must be a string", "config")
+    channels = h.get("channels", 4)
+    if type(channels) is not int or channels not in (3, 4):
+        raise WorkerError(f"pixels must have 3 or 4 channels, not {channels!r:.20}", "config")
+    req = Request(
+        op=op,
+        width=src[2],
+        height=src[3],
+        source_rect=src,
+        target_rect=rect(h.get("target_rect", list(src)), "target_rect"),
+        options=options,
+        parts=parts,
+        selection=bool(h.get("selection", False)),
+        models=h.get("models") or None,
+        outdir=h.get("outdir") or ".",
+        label=h.get("label") or "layer",
+        channels=channels,
+    )
     if req.width < 1 or req.height < 1:
         raise WorkerError(f"the layer is empty ({req.width}x{req.height} pixels)", "input")
+    if req.width * req.height > MAX_PIXELS:
+        name = " ".join(req.label.split())[:60]
+        raise WorkerError(
+            f"'{name}' is {req.width}x{req.height} pixels ({req.width * req.height / 1e6:.0f} MP), above "
+            f"the {MAX_PIXELS // 1_000_000} MP limit; scale it down (Image > Scale Image) and try again.",
+            "input",
+        )
     return req
+
+
+def rect(value: Any, name: str) -> tuple[int, int, int, int]:
+    """Four whole numbers (x, y, w, h) within +-2^31, or a "config" error naming ``name``."""
+    if not isinstance(value, list) or len(value) != 4 or not all(type(v) is int for v in value):
+        raise WorkerError(f"bad request from the plug-in: {name} must be 4 whole numbers", "config")
+    if not all(-(2**31) <= v < 2**31 for v in value):
+        raise WorkerError(f"bad request from the plug-in: {name} is out of range", "config")
+    return value[0], value[1], value[2], value[3]
 
 
 def read_exact(stream: BinaryIO, n: int) -> bytes:

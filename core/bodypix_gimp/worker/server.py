@@ -1,104 +1,289 @@
-"""Serving requests: one over a pair of streams, or many on a loopback socket (the model server)."""
+"""Serving requests: one over a pair of streams (one-shot), or many on a socket (the model server).
+
+Starting Python, importing numpy/onnxruntime/opencv and loading the model costs about
+0.6-1 s per click, and onnxruntime's first inference in a process is slower than the next
+ones.  So the plug-in starts one worker server per user, Python and models folder that
+keeps the models loaded until it has been idle for a while (the approach of
+intel/openvino-ai-plugins-gimp's model servers).
+
+The transport (docs/reliability.md has the per-platform table and the probes):
+
+* an ``AF_UNIX`` socket inside the user's private state folder (mode 0700, checked with
+  ``lstat``: a planted symlink is refused), peers checked with ``SO_PEERCRED`` where the
+  system has it; loopback TCP only where there are no Unix sockets (Windows);
+* on both, a challenge-response in both directions before anything else: each side sends
+  a fresh nonce and answers the other's with an HMAC under the secret in the state file
+  (0600), so the secret never travels and neither side talks to an impostor;
+* the handshake has a 5 s deadline and 4 KiB lines, each connection has its own thread,
+  and one request computes at a time (a lock), so an idle or hostile connection never
+  blocks the next client;
+* after the header the server says ``go`` (or the error) before it reads any pixel, and it
+  sends ``busy`` every 2 s while a call waits or computes: the client never writes to a
+  server that stopped reading, and every wait on either side is bounded;
+* one server per state file: it holds ``<key>.lock`` for its whole life; SIGTERM, SIGHUP,
+  SIGINT, ``--stop`` and the idle timeout remove its state file and socket.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import getpass
+import hashlib
+import hmac
 import json
 import os
+import secrets
+import signal
+import socket
+import stat
+import struct
 import sys
+import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
 from ..pipeline import get_model
+from ..runtime import sessions
 from ..runtime.sessions import RuntimeOptions
 from ..runtime.store import ChecksumError, ModelNotFoundError
 from .operations import build_settings, run
-from .protocol import PROTOCOL, WorkerError, parse_header, read_exact
+from .protocol import HEADER_CAP, PROTOCOL, WorkerError, parse_header, read_exact
+
+HANDSHAKE_SECONDS = 5.0  # the whole challenge-response, from accept to "ready"
+HANDSHAKE_CAP = 4096  # longest handshake line
+HEARTBEAT_SECONDS = 2.0  # "busy" while a call waits for the compute lock or computes
+SILENCE_SECONDS = 30.0  # longest wait for the next pixel bytes, or for a client to take a line
+START_LOCK_SECONDS = 10.0  # a new server waits this long for a retiring one to let go
+MAX_CONNECTIONS = 16  # beyond this, new connections are closed at once
+
+
+class Channel:
+    """Where one request comes from and where its answer goes."""
+
+    def read_line(self, cap: int) -> bytes:
+        raise NotImplementedError
+
+    def read_exact(self, n: int) -> bytearray | bytes:
+        raise NotImplementedError
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class StreamChannel(Channel):
+    """stdin/stdout of a one-shot worker process."""
+
+    def __init__(self, stdin: BinaryIO, stdout: TextIO) -> None:
+        self.stdin, self.stdout = stdin, stdout
+
+    def read_line(self, cap: int) -> bytes:
+        line = self.stdin.readline(cap + 1)
+        if len(line) > cap:
+            raise WorkerError(f"the request header is longer than {cap} bytes", "config")
+        return line
+
+    def read_exact(self, n: int) -> bytes:
+        return read_exact(self.stdin, n)
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        try:
+            self.stdout.write(json.dumps(obj) + "\n")
+            self.stdout.flush()
+        except (BrokenPipeError, ConnectionError, ValueError):
+            raise WorkerError("cancelled", "cancelled") from None
+
+
+class SocketChannel(Channel):
+    """One client connection: bounded reads, locked writes (the heartbeat thread writes too)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+        self.broken = False
+
+    def read_line(self, cap: int, deadline: float | None = None) -> bytes:
+        while True:
+            i = self.buf.find(b"\n", 0, cap + 1)
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[: i + 1]
+                return line
+            if len(self.buf) > cap:
+                raise WorkerError(f"a request line is longer than {cap} bytes", "config")
+            wait = SILENCE_SECONDS if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
+                raise WorkerError("the plug-in did not finish its request in time", "config")
+            self.sock.settimeout(wait)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise WorkerError("the plug-in did not finish its request in time", "config") from None
+            if not chunk:
+                raise WorkerError("the plug-in closed the connection", "cancelled")
+            self.buf += chunk
+
+    def read_json(self, cap: int, deadline: float | None = None) -> dict[str, Any]:
+        try:
+            msg = json.loads(self.read_line(cap, deadline))
+        except ValueError:
+            raise WorkerError("not a JSON line", "config") from None
+        if not isinstance(msg, dict):
+            raise WorkerError("not a JSON object", "config")
+        return msg
+
+    def read_exact(self, n: int) -> bytearray:
+        """``n`` bytes into one buffer (no copies of a 100 MP layer); each wait is bounded."""
+        out = bytearray(n)
+        view = memoryview(out)
+        got = min(n, len(self.buf))
+        view[:got] = self.buf[:got]
+        del self.buf[:got]
+        self.sock.settimeout(SILENCE_SECONDS)
+        while got < n:
+            try:
+                k = self.sock.recv_into(view[got:], min(n - got, 1 << 22))
+            except TimeoutError:
+                raise WorkerError(f"the plug-in sent {got} of {n} bytes and stopped", "config") from None
+            if not k:
+                raise WorkerError(f"the plug-in sent {got} of {n} bytes", "cancelled")
+            got += k
+        return out
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        data = (json.dumps(obj) + "\n").encode("utf-8")
+        with self.lock:
+            if self.broken:
+                raise WorkerError("cancelled", "cancelled")
+            try:
+                self.sock.settimeout(SILENCE_SECONDS)
+                self.sock.sendall(data)
+            except OSError:
+                self.broken = True  # the plug-in is gone (GIMP killed it: the user cancelled)
+                raise WorkerError("cancelled", "cancelled") from None
+
+    @contextlib.contextmanager
+    def heartbeat(self) -> Iterator[None]:
+        """Say "busy" every HEARTBEAT_SECONDS: the client knows we live, we learn it left."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(HEARTBEAT_SECONDS):
+                try:
+                    self.emit({"busy": True})
+                except WorkerError:
+                    return
+
+        t = threading.Thread(target=beat, daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            done.set()
+            t.join()
 
 
 def serve(stdin: BinaryIO, stdout: TextIO, alive: Callable[[], bool] | None = None) -> int:
-    """Read one request, answer it; returns the exit status (0 done, 2 refused, 3 crashed).
+    """One-shot: read one request on stdin, answer on stdout; returns the exit status.
 
     ``alive()`` says whether anyone still waits for the answer (default: our parent process,
     which GIMP kills when the user cancels); when not, the work stops at the next stage.
     """
     parent = os.getppid()
-    alive = alive or (lambda: os.getppid() == parent)
-    t0 = time.perf_counter()
+    return handle(StreamChannel(stdin, stdout), alive or (lambda: os.getppid() == parent))
 
-    def emit(obj: dict[str, Any]) -> None:
-        try:
-            stdout.write(json.dumps(obj) + "\n")
-            stdout.flush()
-        except (BrokenPipeError, ConnectionError, ValueError):
-            raise WorkerError("cancelled", "cancelled") from None
+
+def handle(
+    channel: Channel,
+    alive: Callable[[], bool],
+    compute_lock: threading.Lock | None = None,
+    header_deadline: float | None = None,
+) -> int:
+    """Read one request from ``channel`` and answer it (0 done, 2 refused, 3 crashed).
+
+    Order on the wire: header in; ``go`` (or the error) out before any pixel is read, so a
+    client never writes pixels nobody reads; pixels in; progress lines; result or error.
+    """
+    t0 = time.perf_counter()
 
     def progress(fraction: float, message: str) -> None:
         # GIMP kills the plug-in when the user cancels; stop instead of finishing for nobody
         if not alive():
             raise WorkerError("cancelled", "cancelled")
-        emit({"progress": round(float(fraction), 3), "message": message})
+        channel.emit({"progress": round(float(fraction), 3), "message": message})
 
+    lock = compute_lock or contextlib.nullcontext()
     try:
-        req = parse_header(stdin.readline())
-        # warm up while the plug-in is still reading pixels out of GIMP
+        if isinstance(channel, SocketChannel):
+            req = parse_header(channel.read_line(HEADER_CAP, header_deadline))
+        else:
+            req = parse_header(channel.read_line(HEADER_CAP))
         settings = build_settings(req.options)
-        try:
-            get_model(settings, RuntimeOptions(models=req.models))
-        except (ModelNotFoundError, ChecksumError) as e:
-            raise WorkerError(str(e), "model") from None
-        t_ready = time.perf_counter()
-        raw = read_exact(stdin, req.width * req.height * req.channels)
-        rgba = np.frombuffer(raw, np.uint8).reshape(req.height, req.width, req.channels)
-        selection = None
-        if req.selection:
-            sel = read_exact(stdin, req.width * req.height)
-            selection = np.frombuffer(sel, np.uint8).reshape(req.height, req.width)
-        t_read = time.perf_counter()
-        result = run(req, rgba, selection, progress)
-        result["worker_ms"] = {
-            "startup_and_model": round((t_ready - t0) * 1000, 1),
-            "wait_for_pixels": round((t_read - t_ready) * 1000, 1),
-            "compute_and_write": round((time.perf_counter() - t_read) * 1000, 1),
-        }
-        emit({"result": result})
+        with lock:  # one call computes at a time; waiting ones hear "busy"
+            t_lock = time.perf_counter()
+            # warm up while the plug-in is still reading pixels out of GIMP
+            try:
+                get_model(settings, RuntimeOptions(models=req.models))
+            except (ModelNotFoundError, ChecksumError) as e:
+                raise WorkerError(str(e), "model") from None
+            channel.emit({"go": True})
+            t_ready = time.perf_counter()
+            raw = channel.read_exact(req.width * req.height * req.channels)
+            rgba = np.frombuffer(raw, np.uint8).reshape(req.height, req.width, req.channels)
+            selection = None
+            if req.selection:
+                sel = channel.read_exact(req.width * req.height)
+                selection = np.frombuffer(sel, np.uint8).reshape(req.height, req.width)
+            t_read = time.perf_counter()
+            result = run(req, rgba, selection, progress)
+            del raw, rgba, selection
+            result["worker_ms"] = {
+                "startup_and_model": round((t_ready - t0) * 1000, 1),
+                "waited_for_another_call": round((t_lock - t0) * 1000, 1),
+                "wait_for_pixels": round((t_read - t_ready) * 1000, 1),
+                "compute_and_write": round((time.perf_counter() - t_read) * 1000, 1),
+            }
+        channel.emit({"result": result})
         return 0
     except WorkerError as e:
         if e.kind == "cancelled":
             return 2
-        try:
-            emit({"error": str(e), "kind": e.kind})
-        except WorkerError:
-            pass
+        with contextlib.suppress(WorkerError):
+            channel.emit({"error": str(e).splitlines()[0] if str(e) else e.kind, "kind": e.kind})
         return 2
     except Exception as e:  # last resort: one line for GIMP, the traceback for the log
         traceback.print_exc(file=sys.stderr)
-        try:
-            emit({"error": f"{type(e).__name__}: {e}".splitlines()[0], "kind": "internal"})
-        except WorkerError:
-            pass
+        with contextlib.suppress(WorkerError):
+            channel.emit({"error": f"{type(e).__name__}: {e}".splitlines()[0], "kind": "internal"})
         return 3
 
 
+def release_memory() -> None:
+    """Give the memory of the last call back to the system (the idle server keeps only its models).
+
+    The big arrays are garbage once a call is answered, but glibc keeps freed heap pages
+    for reuse; ``malloc_trim`` returns them (measured in docs/reliability.md).
+    """
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass  # not glibc (musl): nothing to trim
+
+
 # ------------------------------------------------------------------ persistent server ---
-# Starting Python, importing numpy/onnxruntime/opencv and loading the model costs about
-# 0.6-1 s per click, and onnxruntime's first inference in a process is slower than the
-# next ones.  So the plug-in starts one worker server per environment that keeps the
-# models loaded and answers on a loopback socket until it has been idle for a while
-# (the approach of intel/openvino-ai-plugins-gimp's model servers).  The protocol on a
-# connection is the stdin/stdout one, after a token handshake; the token and port sit in
-# a state file only the user can read.
-
-
 def state_dir() -> Path:
-    """Per-user folder for server state files (not shared between users)."""
-    import getpass
-    import tempfile
-
+    """Per-user folder of server state files (same rule as the plug-in's worker_client)."""
     try:
         user = getpass.getuser()
     except Exception:
@@ -106,95 +291,292 @@ def state_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"bodypix-gimp-{user}"
 
 
+def private_dir(path: Path) -> bool:
+    """Make ``path`` (mode 0700) unless it exists; True when only this user can use it.
+
+    ``lstat``, not ``stat``: a symlink planted in a shared /tmp is refused, not followed.
+    """
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    if os.name == "nt":  # the per-user temporary folder is private by its ACL
+        return True
+    return st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
 def source_stamp() -> tuple[tuple[str, int, int], ...]:
     """Size and mtime of this package's files: a reinstall makes a running server retire."""
-    here = Path(__file__).resolve().parents[1]  # the whole bodypix_gimp package
+    here = Path(__file__).resolve().parents[1]
     out = []
     for f in sorted(here.rglob("*.py")):
         st = f.stat()
-        out.append((f.name, st.st_size, st.st_mtime_ns))
+        out.append((str(f.relative_to(here)), st.st_size, st.st_mtime_ns))
     return tuple(out)
 
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write the state file atomically, 0600, never through a link."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(state, f)
     os.replace(tmp, path)
 
 
-def serve_forever(state_path: Path, idle_seconds: float, models: str | None = None) -> int:
-    """Answer requests on a loopback socket until idle for ``idle_seconds`` or told to quit."""
-    import secrets
-    import socket
+def read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            state = json.loads(f.read(65536))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
 
+
+def proof(token: str, role: str, mine: str, theirs: str) -> str:
+    """HMAC-SHA256 of both nonces under the secret (the plug-in's worker_client has the twin)."""
+    msg = f"{role}|{mine}|{theirs}".encode("ascii", "replace")
+    return hmac.new(bytes.fromhex(token), msg, hashlib.sha256).hexdigest()
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The user id at the other end of a Unix socket (None: not known on this system)."""
+    if getattr(socket, "AF_UNIX", None) is None or sock.family != socket.AF_UNIX:
+        return None
+    try:
+        if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
+            return struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        if sys.platform == "darwin":  # LOCAL_PEERCRED: struct xucred {u_int version; uid_t uid; ...}
+            return struct.unpack_from("=II", sock.getsockopt(0, 1, 76))[1]
+    except OSError:
+        return None
+    return None
+
+
+def lock_file(path: Path, seconds: float) -> int | None:
+    """An exclusive lock on ``path`` held until the returned fd closes; None when taken."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def listen(folder: Path, key: str) -> tuple[socket.socket, dict[str, Any]]:
+    """A Unix socket in the private folder where the system has them, else loopback TCP."""
+    if hasattr(socket, "AF_UNIX"):
+        path = folder / f"{key}.sock"
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a dead server's (we hold the lock: no live one owns it)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            old = os.umask(0o077)
+            try:
+                sock.bind(str(path))
+            finally:
+                os.umask(old)
+            sock.listen(16)
+            return sock, {"socket": str(path)}
+        except OSError:  # e.g. a path longer than sun_path allows
+            sock.close()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    sock.listen(4)
-    token = secrets.token_hex(16)
-    stamp = source_stamp()
-    try:  # load the default model before announcing, so the first client does not wait twice
-        get_model(build_settings({}), RuntimeOptions(models=models))
-    except Exception:
-        pass  # the request will report it properly
-    me = {"port": sock.getsockname()[1], "token": token, "pid": os.getpid(), "protocol": PROTOCOL,
-          "python": sys.executable}  # fmt: skip
-    write_state(state_path, me)
-    sock.settimeout(idle_seconds)
+    sock.listen(16)
+    return sock, {"port": sock.getsockname()[1]}
+
+
+class Server:
+    """The accept loop's shared state."""
+
+    def __init__(self, token: str, idle_seconds: float) -> None:
+        self.token = token
+        self.idle_seconds = idle_seconds
+        self.stamp = source_stamp()
+        self.compute = threading.Lock()
+        self.stop = threading.Event()
+        self.count_lock = threading.Lock()
+        self.connections = 0
+        self.busy = 0
+        self.last_call = time.monotonic()
+
+    def idle(self) -> bool:
+        with self.count_lock:
+            return not self.busy and time.monotonic() - self.last_call > self.idle_seconds
+
+    def connection(self, conn: socket.socket) -> None:
+        """One client: the handshake, then (if it asked to run) one request."""
+        channel = SocketChannel(conn)
+        try:
+            deadline = time.monotonic() + HANDSHAKE_SECONDS
+            uid = peer_uid(conn)
+            if uid is not None and uid != os.getuid():
+                return
+            hello = channel.read_json(HANDSHAKE_CAP, deadline)
+            theirs = hello.get("nonce")
+            if not isinstance(theirs, str) or not 16 <= len(theirs) <= 128 or not theirs.isalnum():
+                return
+            mine = secrets.token_hex(16)
+            channel.emit({"nonce": mine, "proof": proof(self.token, "server", theirs, mine)})
+            reply = channel.read_json(HANDSHAKE_CAP, deadline)
+            if not hmac.compare_digest(str(reply.get("proof", "")), proof(self.token, "client", mine, theirs)):
+                return
+            if reply.get("cmd") == "quit":
+                channel.emit({"bye": True})
+                self.stop.set()
+                return
+            if source_stamp() != self.stamp:  # reinstalled underneath us: hand over to a fresh process
+                channel.emit({"restart": True})
+                self.stop.set()
+                return
+            channel.emit({"ready": True})
+            with self.count_lock:
+                self.busy += 1
+            try:
+                with channel.heartbeat():
+                    handle(channel, lambda: not channel.broken, self.compute, time.monotonic() + SILENCE_SECONDS)
+            finally:
+                with self.count_lock:
+                    self.busy -= 1
+                    self.last_call = time.monotonic()
+                release_memory()
+        except (WorkerError, OSError):
+            pass  # a client that does not follow the protocol gets nothing
+        finally:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+            with self.count_lock:
+                self.connections -= 1
+
+
+def serve_forever(state_path: Path, idle_seconds: float, models: str | None = None) -> int:
+    """Answer requests on a private socket until idle for ``idle_seconds`` or told to quit."""
+    folder = state_path.parent
+    if not private_dir(folder):
+        print(f"{folder} is not a private folder of this user; not serving", file=sys.stderr)
+        return 2
+    key = state_path.stem
+    lock = lock_file(folder / f"{key}.lock", START_LOCK_SECONDS)
+    if lock is None:
+        print("another server already serves this state file", file=sys.stderr)
+        return 0
+    sock, address = listen(folder, key)
+    server = Server(secrets.token_hex(32), idle_seconds)
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    for name in ("SIGTERM", "SIGHUP", "SIGINT"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), terminate)
+    sessions.MEMORY_ARENA = False  # an idle server gives back what a big call took
     try:
-        while True:
+        try:  # load the default model before announcing, so the first client does not wait twice
+            get_model(build_settings({}), RuntimeOptions(models=models))
+        except Exception:
+            pass  # the request will report it properly
+        me = {**address, "token": server.token, "pid": os.getpid(), "protocol": PROTOCOL, "python": sys.executable}
+        write_state(state_path, me)
+        sock.settimeout(0.5)
+        while not server.stop.is_set() and not server.idle():
             try:
                 conn, _ = sock.accept()
             except TimeoutError:
-                return 0
-            with conn:
-                conn.settimeout(None)
-                rfile = conn.makefile("rb")
-                wfile = conn.makefile("w", encoding="utf-8")
-                try:
-                    hello = json.loads(rfile.readline() or b"{}")
-                except ValueError:
-                    continue
-                if hello.get("token") != token:
-                    continue
-                if hello.get("cmd") == "quit":
-                    return 0
-                if source_stamp() != stamp:  # reinstalled underneath us: hand over to a fresh process
-                    wfile.write(json.dumps({"restart": True}) + "\n")
-                    wfile.flush()
-                    return 0
-                wfile.write(json.dumps({"ready": True}) + "\n")
-                wfile.flush()
-                try:
-                    serve(rfile, wfile, alive=lambda: True)
-                except OSError:
-                    pass  # the plug-in went away (cancelled); serve the next one
+                continue
+            with server.count_lock:
+                full = server.connections >= MAX_CONNECTIONS
+                if not full:
+                    server.connections += 1
+            if full:
+                conn.close()
+                continue
+            threading.Thread(target=server.connection, args=(conn,), daemon=True).start()
+        return 0
     finally:
-        try:
-            if json.loads(state_path.read_text()).get("pid") == os.getpid():
-                state_path.unlink()
-        except (OSError, ValueError):
-            pass
         sock.close()
+        state = read_state(state_path)
+        if state is not None and state.get("token") == server.token:
+            with contextlib.suppress(OSError):
+                state_path.unlink()
+        if "socket" in address:
+            with contextlib.suppress(OSError):
+                Path(address["socket"]).unlink()
+        os.close(lock)
+
+
+def state_folders() -> list[Path]:
+    """Where servers of this user may be: the native folder and Flatpak GIMP's shared one."""
+    folders = [state_dir()]
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        folders += sorted(Path(runtime, "app").glob("*/bodypix-gimp"))
+    return folders
 
 
 def stop_servers(python: str | None = None) -> int:
     """Tell the servers of this environment (``python``, default this one) to quit."""
-    import socket
-
     python = python or sys.executable
     stopped = 0
-    for f in state_dir().glob("*.json"):
-        try:
-            st = json.loads(f.read_text())
-            if st.get("python") != python:
+    for folder in state_folders():
+        if not folder.is_dir() or not private_dir(folder):
+            continue
+        for f in folder.glob("*.json"):
+            st = read_state(f)
+            if not st or st.get("python") != python:
                 continue
-            with socket.create_connection(("127.0.0.1", st["port"]), timeout=2) as c:
-                c.sendall((json.dumps({"token": st["token"], "cmd": "quit"}) + "\n").encode())
-            stopped += 1
-        except (OSError, ValueError, KeyError):
-            pass
-        f.unlink(missing_ok=True)
+            if ask_to_quit(st):
+                stopped += 1
+                for _ in range(100):  # it removes its own files on the way out
+                    if not f.exists():
+                        break
+                    time.sleep(0.05)
     return stopped
+
+
+def ask_to_quit(state: dict[str, Any]) -> bool:
+    """The client side of the handshake, with ``cmd: quit``; True when the server agreed."""
+    try:
+        token = str(state["token"])
+        if state.get("socket"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(2)
+            sock.connect(str(state["socket"]))
+        else:
+            sock = socket.create_connection(("127.0.0.1", int(state["port"])), timeout=2)
+    except (OSError, KeyError, ValueError, TypeError):
+        return False
+    channel = SocketChannel(sock)
+    try:
+        deadline = time.monotonic() + HANDSHAKE_SECONDS
+        uid = peer_uid(sock)
+        if uid is not None and uid != os.getuid():
+            return False
+        mine = secrets.token_hex(16)
+        channel.emit({"hello": PROTOCOL, "nonce": mine})
+        reply = channel.read_json(HANDSHAKE_CAP, deadline)
+        theirs = str(reply.get("nonce", ""))
+        if not hmac.compare_digest(str(reply.get("proof", "")), proof(token, "server", mine, theirs)):
+            return False
+        channel.emit({"proof": proof(token, "client", theirs, mine), "cmd": "quit"})
+        return bool(channel.read_json(HANDSHAKE_CAP, deadline).get("bye"))
+    except (WorkerError, OSError, ValueError):
+        return False
+    finally:
+        sock.close()
