@@ -265,6 +265,31 @@ def handle(
         return 3
 
 
+def glibc() -> Any:
+    """glibc through ctypes, or None (another C library, another system)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+def keep_big_blocks_apart() -> None:
+    """Serve every allocation of 1 MiB or more from its own mapping, returned when freed.
+
+    glibc raises its mmap threshold as big blocks are freed (up to 32 MiB), so a 24 MP call's
+    images and tiles land in the heap, where malloc_trim cannot return what smaller live
+    blocks pin: the idle server kept ~80 MB more after each big call (docs/reliability.md).
+    """
+    libc = glibc()
+    if libc is not None:
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD; setting it also stops the dynamic raise
+
+
 def release_memory() -> None:
     """Give the memory of the last call back to the system (the idle server keeps only its models).
 
@@ -272,13 +297,9 @@ def release_memory() -> None:
     for reuse; ``malloc_trim`` returns them (measured in docs/reliability.md).
     """
     gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass  # not glibc (musl): nothing to trim
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 # ------------------------------------------------------------------ persistent server ---
@@ -487,6 +508,7 @@ def serve_forever(state_path: Path, idle_seconds: float, models: str | None = No
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), terminate)
     sessions.MEMORY_ARENA = False  # an idle server gives back what a big call took
+    keep_big_blocks_apart()
     try:
         try:  # load the default model before announcing, so the first client does not wait twice
             get_model(build_settings({}), RuntimeOptions(models=models))
