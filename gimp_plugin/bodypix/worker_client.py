@@ -594,6 +594,8 @@ def start_server(config, path, wait):
                                 "--idle", str(config.get("server_idle_seconds", 600))]  # fmt: skip
     if config.get("models"):
         cmd += ["--models", config["models"]]
+    if config.get("server_forget_seconds") is not None:
+        cmd += ["--forget", str(config["server_forget_seconds"])]
     kwargs = {"start_new_session": True} if os.name != "nt" else \
         {"creationflags": CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP}  # fmt: skip
     try:

@@ -18,13 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--serve", metavar="STATE_FILE", help="keep running, answer on a private socket")
     ap.add_argument("--idle", type=float, default=600.0, help="--serve: quit after this many idle seconds")
     ap.add_argument("--models", help="--serve: models folder to preload from")
+    ap.add_argument(
+        "--forget", type=float, default=60.0, help="--serve: drop cached results after this many idle seconds"
+    )
     ap.add_argument("--stop", action="store_true", help="stop the servers of this environment")
     args = ap.parse_args(argv)
     if args.stop:
         print(f"stopped {stop_servers()} server(s)")
         return 0
     if args.serve:
-        return serve_forever(Path(args.serve), args.idle, args.models)
+        return serve_forever(Path(args.serve), args.idle, args.models, args.forget)
     return serve(sys.stdin.buffer, sys.stdout)
 
 

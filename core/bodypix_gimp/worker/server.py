@@ -53,7 +53,7 @@ from ..pipeline import get_model
 from ..runtime import sessions
 from ..runtime.sessions import RuntimeOptions
 from ..runtime.store import ChecksumError, ModelNotFoundError
-from .operations import build_settings, run
+from .operations import CACHE, build_settings, run
 from .protocol import HEADER_CAP, PROTOCOL, WorkerError, parse_header, read_exact
 
 HANDSHAKE_SECONDS = 5.0  # the whole challenge-response, from accept to "ready"
@@ -426,9 +426,10 @@ def listen(folder: Path, key: str) -> tuple[socket.socket, dict[str, Any]]:
 class Server:
     """The accept loop's shared state."""
 
-    def __init__(self, token: str, idle_seconds: float) -> None:
+    def __init__(self, token: str, idle_seconds: float, forget_seconds: float = 60.0) -> None:
         self.token = token
         self.idle_seconds = idle_seconds
+        self.forget_seconds = forget_seconds
         self.stamp = source_stamp()
         self.compute = threading.Lock()
         self.stop = threading.Event()
@@ -440,6 +441,18 @@ class Server:
     def idle(self) -> bool:
         with self.count_lock:
             return not self.busy and time.monotonic() - self.last_call > self.idle_seconds
+
+    def forget_results(self) -> None:
+        """After ``forget_seconds`` without a call, drop the cached results (worker/cache.py)
+        and give their memory back: they serve clicks in a row, not a server idle for minutes."""
+        with self.count_lock:
+            due = not self.busy and time.monotonic() - self.last_call > self.forget_seconds
+        if due and len(CACHE) and self.compute.acquire(blocking=False):  # never wait on a call here
+            try:
+                CACHE.clear()
+            finally:
+                self.compute.release()
+            release_memory()
 
     def connection(self, conn: socket.socket) -> None:
         """One client: the handshake, then (if it asked to run) one request."""
@@ -487,8 +500,11 @@ class Server:
                 self.connections -= 1
 
 
-def serve_forever(state_path: Path, idle_seconds: float, models: str | None = None) -> int:
-    """Answer requests on a private socket until idle for ``idle_seconds`` or told to quit."""
+def serve_forever(
+    state_path: Path, idle_seconds: float, models: str | None = None, forget_seconds: float = 60.0
+) -> int:
+    """Answer requests on a private socket until idle for ``idle_seconds`` or told to quit;
+    cached results are dropped after ``forget_seconds`` without a call."""
     folder = state_path.parent
     if not private_dir(folder):
         print(f"{folder} is not a private folder of this user; not serving", file=sys.stderr)
@@ -499,7 +515,7 @@ def serve_forever(state_path: Path, idle_seconds: float, models: str | None = No
         print("another server already serves this state file", file=sys.stderr)
         return 0
     sock, address = listen(folder, key)
-    server = Server(secrets.token_hex(32), idle_seconds)
+    server = Server(secrets.token_hex(32), idle_seconds, forget_seconds)
 
     def terminate(signum: int, frame: Any) -> None:
         raise SystemExit(0)
@@ -518,6 +534,7 @@ def serve_forever(state_path: Path, idle_seconds: float, models: str | None = No
         write_state(state_path, me)
         sock.settimeout(0.5)
         while not server.stop.is_set() and not server.idle():
+            server.forget_results()
             try:
                 conn, _ = sock.accept()
             except TimeoutError:
