@@ -46,10 +46,12 @@ bench-convert: venv
 bench-batch: venv
 	$(BIN)/python -m bodypix_gimp.batch.bench --out reports
 
-# Real GIMP 3.0.4 (Debian 13 rootfs in .cache/gimp3; needs root). The gimp tests call the
-# setup themselves; these targets are for the benchmark of issue 3 and the README picture.
+# Real GIMP 3.0.4 (Debian 13 rootfs in .cache/gimp3) and 3.2.6 (Debian sid rootfs in
+# .cache/gimp3-sid); needs root. The gimp tests call the setup themselves (both versions, or
+# BODYPIX_GIMP_VERSIONS=3.2); these targets are for the benchmark of issue 3 and the README picture.
 gimp-setup:
-	tests/gimp/setup-gimp.sh
+	tests/gimp/setup-gimp.sh 3.0
+	tests/gimp/setup-gimp.sh 3.2
 
 bench-gimp: venv
 	$(BIN)/python tests/gimp/bench.py

@@ -1,9 +1,11 @@
-"""The plug-in in a real GIMP 3.0.4 (headless), installed by installer/install.py.
+"""The plug-in in a real GIMP, 3.0.4 and 3.2.6 (headless), installed by installer/install.py.
 
-One session fixture installs GIMP (tests/gimp/setup-gimp.sh), installs the plug-in into a
-throw-away profile with the project's own installer, and runs every case below in one
-headless GIMP session (tests/gimp/batch.py); the tests then compare what GIMP holds with the
-core's own result on the very pixels the plug-in saw.  Marked ``gimp``; needs root.
+One session fixture per GIMP version installs that GIMP (tests/gimp/setup-gimp.sh), installs the
+plug-in into a throw-away profile with the project's own installer, and runs every case below
+in one headless GIMP session (tests/gimp/batch.py); the tests then compare what GIMP holds with
+the core's own result on the very pixels the plug-in saw (the plumbing) and, where the test is
+about what the user gets, with an independent source (ground-truth masks, hand-made
+rectangles).  Marked ``gimp``; needs root.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "gimp"))
 import harness  # noqa: E402
 from bodypix_gimp import PART_GROUPS, PART_NAMES, segment  # noqa: E402
 from bodypix_gimp.bodypix.poses import skeleton  # noqa: E402
-from bodypix_gimp.worker.operations import build_settings, part_label, persons_overlapping  # noqa: E402
+from bodypix_gimp.worker.operations import build_settings, part_label  # noqa: E402
 
 pytestmark = pytest.mark.gimp
 
@@ -32,6 +34,12 @@ GROUP = EVAL / "human_seg_300" / "images" / "266.jpg"  # three people, the right
 LEFT_OF_GROUP = (220, 150, 60, 100)  # x, y, w, h: inside the leftmost of the three only
 ONLY_ENV = "BODYPIX_GIMP_ONLY"  # comma-separated case ids: run just those (developing one procedure)
 LARGE = EVAL / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"  # 1920x1080
+LARGE_ALPHA = EVAL / "p3m_demo_pseudo" / "alpha_pred" / "p_d684dae3.png"  # P3M-Net's matte: independent
+# hand-made regions of GROUP (266.jpg, 613x408), read off the photo: the man on the left stands
+# left of x=285, the middle woman's body starts at x=300 (his hand on her shoulder reaches x~312),
+# the right woman starts at x=345; the man's head lies in MAN_HEAD (x, y, w, h)
+MAN_ONLY_X, MIDDLE_WOMAN_X, RIGHT_WOMAN_X = 285, 320, 365
+MAN_HEAD = (240, 62, 62, 70)
 DEFAULTS = harness.PLUGIN_DEFAULTS
 SELECT = "plug-in-bodypix-select-person"
 PARTS = "plug-in-bodypix-select-parts"
@@ -105,6 +113,24 @@ def cases(nobody: Path) -> list[dict]:
         },
         {"id": "parts_face", "image": str(ONE_PERSON), "proc": PARTS, "args": {"group": "face"}},
         {
+            "id": "parts_inside_group",
+            "image": str(GROUP),
+            "proc": PARTS,
+            "prep": ["rect:" + ",".join(map(str, LEFT_OF_GROUP))],
+            "args": {"group": "face", "inside-selection": True},
+        },
+        {
+            "id": "parts_intersect",
+            "image": str(ONE_PERSON),
+            "proc": PARTS,
+            "prep": ["rect:0,0,433,260"],
+            "args": {"group": "arms", "operation": "intersect"},
+        },
+        {"id": "person_accurate", "image": str(ONE_PERSON), "proc": SELECT, "args": {"quality": "accurate"}},
+        {"id": "person_fast", "image": str(ONE_PERSON), "proc": SELECT},
+        {"id": "person_soft", "image": str(ONE_PERSON), "proc": SELECT, "args": {"soft-edges": True}},
+        {"id": "mask_soft", "image": str(ONE_PERSON), "proc": MASK, "args": {"soft-edges": True}},
+        {
             "id": "parts_custom",
             "image": str(ONE_PERSON),
             "proc": PARTS,
@@ -143,13 +169,27 @@ def cases(nobody: Path) -> list[dict]:
         {"id": "nobody_persons", "image": str(nobody), "proc": PERSONS},
         {"id": "nobody_pose", "image": str(nobody), "proc": POSE},
     ]
-    c.append({"id": "cancel", "image": str(LARGE), "proc": SELECT, "kill_after_ms": 300, "retry": True})
+    c.append({"id": "cancel", "image": str(LARGE), "proc": SELECT, "cancel": True, "retry": True})
     for mode, prep in MODES.items():
         c.append({"id": f"mode_{mode}", "image": str(ONE_PERSON), "proc": SELECT, "prep": prep})
     for mode in ("gray", "indexed", "float_linear"):
         c.append({"id": f"layers_{mode}", "image": str(ONE_PERSON), "proc": LAYERS, "prep": MODES[mode]})
         c.append({"id": f"mask_{mode}", "image": str(ONE_PERSON), "proc": MASK, "prep": MODES[mode]})
     return c
+
+
+_CORE: dict = {}
+
+
+def core_result(pixels: np.ndarray, multi_person: bool = False, **options: object):
+    """``segment()`` with the plug-in's settings (+ dialog ``options``) on ``pixels``, computed
+    once per pixels and settings: the GIMP versions hand the same pixels to the same core."""
+    import hashlib
+
+    key = (hashlib.sha1(pixels.tobytes()).hexdigest(), pixels.shape, multi_person, tuple(sorted(options.items())))
+    if key not in _CORE:
+        _CORE[key] = segment(pixels, build_settings(dict(DEFAULTS, **options)).replace(multi_person=multi_person))
+    return _CORE[key]
 
 
 class Case:
@@ -167,14 +207,14 @@ class Case:
     @property
     def core(self):
         if self._core is None:
-            self._core = segment(self.source, build_settings(DEFAULTS))
+            self._core = core_result(self.source)
         return self._core
 
     @property
     def multi(self):
         """The core's people on the same pixels, with the plug-in's (product) settings."""
         if self._multi is None:
-            self._multi = segment(self.source, build_settings(DEFAULTS).replace(multi_person=True))
+            self._multi = core_result(self.source, multi_person=True)
         return self._multi
 
     def channel(self, name: str) -> np.ndarray:
@@ -197,15 +237,21 @@ class Case:
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a >= 128, b >= 128
+    """IoU of two masks: boolean, or 0..255 taken at 128."""
+    a, b = (m if m.dtype == bool else m >= 128 for m in (a, b))
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+@pytest.fixture(scope="session", params=harness.test_versions())
+def gimp_version(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def gimp_run():
-    harness.ensure_gimp()
-    inst = harness.make_install(harness.ROOT / ".cache" / "gimp-tests")
+def gimp_run(gimp_version: str):
+    gimp = harness.ensure_gimp(gimp_version)
+    inst = harness.make_install(harness.ROOT / ".cache" / f"gimp-tests-{gimp_version}", gimp)
     (inst.work / "empty-models").mkdir()
     plan = {
         "out": str(inst.work / "out"),
@@ -216,7 +262,7 @@ def gimp_run():
     if only:
         plan["cases"] = [c for c in plan["cases"] if c["id"] in only]
     proc, seconds = inst.batch(plan)
-    print(f"[gimp] {len(plan['cases'])} cases in one GIMP session: {seconds:.0f} s", flush=True)
+    print(f"[gimp] GIMP {gimp_version}: {len(plan['cases'])} cases in one GIMP session: {seconds:.0f} s", flush=True)
     log = proc.stdout + proc.stderr
     (inst.work / "batch.log").write_text(log)
     assert proc.returncode == 0 and "BATCH-OK" in log, log[-4000:]
@@ -244,7 +290,56 @@ def assert_untouched(c: Case) -> None:
 
 
 # ------------------------------------------------------------------------- select person ---
-@cases_param("person", "person_large")
+@cases_param("person_large")
+def test_select_person_large_against_its_matte(case: Case) -> None:
+    """The 2 MP photo (1920x1080) against an independent reference, P3M-Net's alpha matte
+    (thresholded at 128): measured IoU 0.967 with the defaults."""
+    from PIL import Image
+
+    assert case.report["status"] == "success", case.report["message"]
+    alpha = np.asarray(Image.open(LARGE_ALPHA).convert("L"))
+    assert case.selection.shape == alpha.shape == (1080, 1920)
+    assert iou(case.selection, alpha) >= 0.95
+
+
+@cases_param("person_accurate")
+def test_quality_accurate(case: Case) -> None:
+    """quality=accurate reaches the worker: the selection is the core's accurate mask (not the
+    fast one, 187 pixels apart on this photo) and as good as the ground truth says (0.963)."""
+    r = case.report
+    assert r["status"] == "success", r["message"]
+    accurate = core_result(case.source, quality="accurate").person_mask >= 128
+    fast = case.core.person_mask >= 128
+    chosen = case.selection >= 128
+    assert (accurate != fast).sum() > 100
+    assert (chosen != accurate).sum() * 10 < (chosen != fast).sum()
+    assert iou(chosen, ground_truth(ONE_PERSON)) >= 0.95
+    assert_untouched(case)
+
+
+@cases_param("person_soft", "mask_soft")
+def test_soft_edges(case: Case) -> None:
+    """soft-edges: a partial selection (layer mask) along the edge. Thresholded at the middle it
+    is the hard result of the same photo (the person_fast case, a second formulation); it holds
+    many partial values; it matches the core's soft mask to one level of rounding."""
+    r = case.report
+    assert r["status"] == "success", r["message"]
+    soft = np.load(case.dir / "layer_mask.npy") if r["id"] == "mask_soft" else case.selection
+    hard = np.load(case.dir.parent / "person_fast" / "selection.npy")
+    assert set(np.unique(hard)) == {0, 255}
+    partial = (soft > 0) & (soft < 255)
+    assert partial.sum() > 10000
+    assert iou(soft >= 128, hard >= 128) >= 0.995
+    core_soft = core_result(case.source, soft_edges=True).person_mask
+    assert np.abs(soft.astype(int) - core_soft).max() <= 1
+    if r["id"] == "mask_soft":
+        assert r["layer_rgb_unchanged"] and r["layer_has_alpha"]
+    else:
+        assert_untouched(case)
+
+
+
+@cases_param("person", "person_large", "person_fast")
 def test_select_person_matches_core(case: Case) -> None:
     r = case.report
     assert r["status"] == "success", r["message"]
@@ -263,31 +358,71 @@ def test_selection_modes(case: Case) -> None:
     assert iou(case.selection, expected.astype(np.uint8) * 255) >= 0.99
 
 
+def ground_truth(photo: Path) -> np.ndarray:
+    """The human_seg_300 hand-annotated mask of ``photo`` (0/255)."""
+    from PIL import Image
+
+    return np.asarray(Image.open(photo.parent.parent / "masks" / f"{photo.stem}.png").convert("L"))
+
+
+def box_mask(shape: tuple[int, ...], box: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = box
+    out = np.zeros(shape[:2], bool)
+    out[y : y + h, x : x + w] = True
+    return out
+
+
 @cases_param("inside")
 def test_only_persons_inside_selection(case: Case) -> None:
+    """A box around the woman: exactly her (the ground-truth person the box lies on), not the
+    person cut by the left edge (a separate ground-truth person)."""
+    import cv2
+
     assert case.report["status"] == "success", case.report["message"]
-    multi = segment(case.source, build_settings(DEFAULTS).replace(multi_person=True))
-    expected = persons_overlapping(multi.person_mask, case.selection_before, multi.instance_map)
-    assert iou(case.selection, expected) >= 0.99
-    everyone = case.core.person_mask >= 128
-    # the other person (at the left edge) is in the core's mask but not in the selection
-    assert everyone[:, :100].sum() > 2000 and (case.selection[:, :100] >= 128).sum() == 0
-    x, y, w, h = WOMAN_BOX
-    assert (case.selection[y : y + h, x : x + w] >= 128).any()
+    gt = ground_truth(TWO_PEOPLE) >= 128
+    count, labels = cv2.connectedComponents(gt.astype(np.uint8), connectivity=8)
+    assert count == 3  # background, the woman, the person at the left edge
+    box = box_mask(gt.shape, WOMAN_BOX)
+    (woman,) = set(np.unique(labels[box & gt])) - {0}
+    chosen = case.selection >= 128
+    assert iou(chosen, labels == woman) >= 0.95  # measured 0.984 (GIMP 3.0.4 and the core alike)
+    other = (labels > 0) & (labels != woman)
+    assert other.sum() > 10000 and not (chosen & other).any()
+    assert case.report["original_unchanged"] and case.report["tree"] == case.report["tree_before"]
+
+
+def man_of_group(chosen: np.ndarray) -> None:
+    """What a box inside the man of GROUP must select: all of him (the ground truth left of
+    MAN_ONLY_X, where nobody else stands) and nothing of the woman on the right."""
+    gt = ground_truth(GROUP) >= 128
+    cols = np.arange(gt.shape[1])[None, :]
+    man = gt & (cols < MAN_ONLY_X)
+    assert (chosen & man).sum() >= 0.95 * man.sum()  # measured 0.967
+    assert not (chosen & (cols >= RIGHT_WOMAN_X)).any()
 
 
 @cases_param("inside_group")
 def test_select_one_person_of_a_group(case: Case) -> None:
-    """Three people, a box inside the leftmost: just that person, with the product's min_pose_score."""
+    """Three people, a box inside the leftmost (the man): just that person, with the product's
+    min_pose_score. Expectation from the ground-truth mask and hand-made columns of the photo."""
     assert case.report["status"] == "success", case.report["message"]
-    multi = case.multi
-    assert build_settings(DEFAULTS).min_pose_score == 0.25 and len(multi.persons) == 3
-    expected = persons_overlapping(multi.person_mask, case.selection_before, multi.instance_map)
-    assert iou(case.selection, expected) >= 0.99
-    chosen = case.selection >= 128
-    assert iou(chosen.astype(np.uint8) * 255, multi.persons[0].mask) >= 0.95
-    assert not (chosen & (multi.instance_map == 3)).any()  # the rightmost person is not selected
+    assert build_settings(DEFAULTS).min_pose_score == 0.25
+    man_of_group(case.selection >= 128)
     assert case.report["original_unchanged"] and case.report["tree"] == case.report["tree_before"]
+
+
+@pytest.mark.xfail(strict=True, reason="known defect: the man's selection takes the middle woman's left side "
+                   "(about 1100 px right of x=320, and her hair's edge in 'face'; the core alike)")  # fmt: skip
+@cases_param("inside_group", "parts_inside_group")
+def test_a_box_inside_the_man_leaves_the_middle_woman(case: Case) -> None:
+    """Nothing of the middle woman may be selected: nothing right of the man's hand on her
+    shoulder (x >= 320); for "face", nothing outside the man's head."""
+    assert case.report["status"] == "success", case.report["message"]
+    chosen = case.selection >= 128
+    cols = np.arange(chosen.shape[1])[None, :]
+    assert not (chosen & (cols >= MIDDLE_WOMAN_X)).any()
+    if case.report["id"] == "parts_inside_group":
+        assert not (chosen & ~box_mask(chosen.shape, MAN_HEAD)).any()
 
 
 # -------------------------------------------------------------------------- select parts ---
@@ -298,6 +433,39 @@ def test_select_parts(case: Case) -> None:
     expected = case.core.part_mask(list(names))
     assert expected.any()
     assert iou(case.selection, expected) >= 0.99
+
+
+@cases_param("parts_inside_group")
+def test_select_parts_inside_selection(case: Case) -> None:
+    """Select Body Parts "face" with a box inside the man of the group: his face. Expected: within
+    the hand-made box around his head, exactly the core's face pixels (the core does not choose
+    the person here); only face pixels; nothing of the right woman's face. (The middle woman's
+    hair edge is the known defect, test_a_box_inside_the_man_leaves_the_middle_woman.)"""
+    r = case.report
+    assert r["status"] == "success", r["message"]
+    chosen = case.selection >= 128
+    head = box_mask(chosen.shape, MAN_HEAD)
+    face = case.multi.part_mask("face") >= 128
+    assert (face & ~head).sum() > 3000  # the core found the women's faces too: the selection had to choose
+    assert (chosen & head).sum() >= 1000 and iou(chosen & head, face & head) >= 0.99
+    assert not (chosen & ~face).any()
+    cols = np.arange(chosen.shape[1])[None, :]
+    assert not (chosen & ~head & (cols >= MIDDLE_WOMAN_X)).any()
+    assert r["original_unchanged"] and r["tree"] == r["tree_before"]
+
+
+@cases_param("parts_intersect")
+def test_select_parts_intersect_with_selection(case: Case) -> None:
+    """Select Body Parts "arms" in intersect mode with a rectangle over the top of the photo:
+    the arms within the rectangle, nothing below it."""
+    r = case.report
+    assert r["status"] == "success", r["message"]
+    rect = case.selection_before >= 128
+    assert rect.sum() == 433 * 260  # the hand-made rectangle
+    arms = case.core.part_mask("arms") >= 128
+    assert (arms & ~rect).sum() > 200  # there are arm pixels the rectangle cuts away (496)
+    assert iou(case.selection >= 128, arms & rect) >= 0.99
+    assert not ((case.selection >= 128) & ~rect).any()
 
 
 # ------------------------------------------------------------------------ parts to layers ---
@@ -392,7 +560,8 @@ def test_group_procedures_on_a_photo_without_people(case: Case) -> None:
     r = case.report
     assert r["status"] == "execution-error"
     assert r["message"].startswith(f"No person found in '{r['layer']['name']}'") and "\n" not in r["message"]
-    assert_untouched(case) and r["selection_empty"]
+    assert_untouched(case)
+    assert r["selection_empty"]
 
 
 # ------------------------------------------------------------------- person to layer mask ---
@@ -434,7 +603,7 @@ def test_visible_source(case: Case) -> None:
     assert case.report["status"] == "success", case.report["message"]
     composite = case.source[..., :3].copy()
     composite[:, : composite.shape[1] // 2] = 255
-    expected = segment(composite, build_settings(DEFAULTS)).person_mask
+    expected = core_result(composite).person_mask
     assert iou(case.selection, expected) >= 0.99
     assert not (case.selection[:, : composite.shape[1] // 2 - 10] >= 128).any()
 
@@ -445,7 +614,8 @@ def test_photo_without_people(case: Case) -> None:
     r = case.report
     assert r["status"] == "execution-error"
     assert r["message"].startswith(f"No person found in '{r['layer']['name']}'")
-    assert_untouched(case) and r["selection_empty"]
+    assert_untouched(case)
+    assert r["selection_empty"]
 
 
 @cases_param("no_models")
@@ -454,15 +624,19 @@ def test_missing_models(case: Case) -> None:
     assert r["status"] == "execution-error"
     assert "is not installed" in r["message"] and "install.py" in r["message"]
     assert "\n" not in r["message"]
-    assert_untouched(case) and r["selection_empty"]
+    assert_untouched(case)
+    assert r["selection_empty"]
 
 
 @cases_param("cancel")
 def test_cancel_leaves_the_image_untouched(case: Case) -> None:
-    """GIMP kills the plug-in when the user cancels: nothing half-done, and the next call works."""
+    """GIMP kills the plug-in when the user cancels: nothing half-done, and the next call works.
+    The kill comes once the worker is busy with the call's pixels (tests/gimp/batch.py)."""
     r = case.report
-    assert r["killed_pid"] and r["status"] != "success"
-    assert_untouched(case) and r["selection_empty"]
+    assert r["killed_pid"], "the call ended before the worker was busy: nothing was cancelled"
+    assert r["worker_cpu_s_at_kill"] >= 0.5 and r["status"] != "success"
+    assert_untouched(case)
+    assert r["selection_empty"]
     assert r["retry_status"] == "success" and not r["selection_empty_after_retry"]
     assert r["tree_after_retry"] == r["tree_before"]
 

@@ -1,4 +1,4 @@
-"""Each plug-in call is exactly ONE undo step, checked in a real GIMP 3 with its GUI.
+"""Each plug-in call is exactly ONE undo step, checked in a real GIMP (3.0.4 and 3.2.6) with its GUI.
 
 GIMP's PDB cannot undo, so GIMP runs with its user interface in a virtual X display
 (Xvfb in the GIMP rootfs), the photo opened from the command line as a user opens it, and
@@ -26,24 +26,26 @@ PHOTO = harness.SHARED / "eval" / "human_seg_300" / "images" / "118.jpg"  # one 
 PROCS = [
     "plug-in-bodypix-parts-to-layers",  # group + part map + a layer and a channel per part
     "plug-in-bodypix-select-person",  # the selection only
+    "plug-in-bodypix-select-parts",  # the selection only (group "person", the default)
     "plug-in-bodypix-person-to-layer-mask",  # alpha channel + mask on the photo's own layer
+    "plug-in-bodypix-persons-to-layers",  # group + a layer and a channel per person
     "plug-in-bodypix-pose-to-path",  # paths
 ]
-DISPLAY = 98  # not the dialog test's 99: another GIMP test run may hold that one
 
 
-@pytest.fixture(scope="module")
-def undo_report() -> dict:
-    harness.ensure_gimp()
-    inst = harness.make_install(harness.ROOT / ".cache" / "gimp-undo")
+@pytest.fixture(scope="module", params=harness.test_versions())
+def undo_report(request) -> dict:
+    gimp = harness.ensure_gimp(request.param)
+    inst = harness.make_install(harness.ROOT / ".cache" / f"gimp-undo-{request.param}", gimp)
     out = inst.work / "out"
     out.mkdir()
-    with harness.VirtualDisplay(inst, DISPLAY) as display:
+    with harness.VirtualDisplay(inst) as display:
         proc, seconds = inst.gui_batch(harness.HERE / "undo.py", [PHOTO], display, timeout=600,
                                        BODYPIX_UNDO_OUT=str(out), BODYPIX_UNDO_PROCS=json.dumps(PROCS))  # fmt: skip
     log = proc.stdout + proc.stderr
     (inst.work / "gimp.log").write_text(log)
-    print(f"[gimp] undo checks of {len(PROCS)} procedures in GIMP with its GUI: {seconds:.0f} s", flush=True)
+    print(f"[gimp] undo checks of {len(PROCS)} procedures in GIMP {request.param} with its GUI: {seconds:.0f} s",
+          flush=True)  # fmt: skip
     assert proc.returncode == 0 and "UNDO-OK" in log, log[-4000:]
     report = json.loads((out / "report.json").read_text())
     assert report["undo_enabled"], "GIMP opened the photo with undo disabled"

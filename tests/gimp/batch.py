@@ -114,37 +114,64 @@ def tree(image):
 
 KILLER = r"""
 import os, signal, sys, time
-delay = float(sys.argv[1])
+busy_s = float(sys.argv[1])
+TICK = os.sysconf("SC_CLK_TCK")
 
-def plugin_pids():
+def processes(marker):
     pids = set()
     for pid in os.listdir("/proc"):
-        if pid.isdigit():
+        if pid.isdigit() and int(pid) != os.getpid():  # this script's own command line holds the markers
             try:
-                if b"plug-ins/bodypix/bodypix.py" in open(f"/proc/{pid}/cmdline", "rb").read():
+                if marker in open(f"/proc/{pid}/cmdline", "rb").read():
                     pids.add(int(pid))
             except OSError:
                 pass
     return pids
 
-before = plugin_pids()
+def cpu_s(pids):
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15 of stat)
+    return total / TICK
+
+before = processes(b"plug-ins/bodypix/bodypix.py")
 print("ready", flush=True)
-deadline = time.time() + 20
+deadline = time.time() + 120
+plugin, cpu0, result = None, None, None
 while time.time() < deadline:
-    new = plugin_pids() - before
-    if new:
-        time.sleep(delay)
-        pid = min(new)
-        os.kill(pid, signal.SIGKILL)
-        print(pid, flush=True)
-        break
+    if plugin is None:
+        new = processes(b"plug-ins/bodypix/bodypix.py") - before
+        if new:
+            plugin = min(new)
+            cpu0 = {p: cpu_s([p]) for p in processes(b"bodypix_gimp.worker")}
+    else:
+        # the worker processes (the model server, or a one-shot worker the plug-in started);
+        # one that appeared after the plug-in started counts from zero
+        spent = sum(cpu_s([p]) - cpu0.get(p, 0.0) for p in processes(b"bodypix_gimp.worker"))
+        if not os.path.exists(f"/proc/{plugin}"):
+            break  # the call ended before the worker got busy: nothing was cancelled
+        if spent >= busy_s:
+            os.kill(plugin, signal.SIGKILL)
+            result = f"{plugin} {spent:.2f}"
+            break
     time.sleep(0.005)
+print(result or "", flush=True)
 """
+# CPU seconds the worker must have spent on the call before the cancel: the pixels are in and
+# the models are running (the handshake and reading the pixels take milliseconds of CPU).
+BUSY_CPU_S = 0.5
 
 
-def start_killer(delay):
+def start_killer(busy_s):
     """The user cancels: a separate process waits for the plug-in process this call starts,
-    lets it work for ``delay`` s, then SIGKILLs it (as GIMP does on cancel).
+    then for the worker to be busy with its pixels (``busy_s`` CPU seconds spent by the
+    bodypix_gimp.worker processes since the plug-in started), then SIGKILLs the plug-in (as
+    GIMP does on cancel). A condition, not a delay: the kill lands mid-computation on a slow
+    or a fast machine alike.
 
     A separate process, not a thread: the PDB call holds this interpreter's GIL until it
     returns, so a thread here would only run after the call (and kill the next one).
@@ -153,14 +180,18 @@ def start_killer(delay):
     import subprocess
     import sys
 
-    killer = subprocess.Popen([sys.executable, "-c", KILLER, str(delay)], stdout=subprocess.PIPE, text=True)
+    killer = subprocess.Popen([sys.executable, "-c", KILLER, str(busy_s)], stdout=subprocess.PIPE, text=True)
     killer.stdout.readline()  # "ready": the list of earlier plug-in processes is taken
     return killer
 
 
-def killed_pid(killer):
-    out, _ = killer.communicate(timeout=30)
-    return int(out.split()[0]) if out.strip() else None
+def killed(killer):
+    """(pid of the killed plug-in, worker CPU seconds at the kill), or (None, None)."""
+    out, _ = killer.communicate(timeout=150)
+    if not out.strip():
+        return None, None
+    pid, spent = out.split()
+    return int(pid), float(spent)
 
 
 def drive_dialog(title, rep, folder):
@@ -250,8 +281,8 @@ def run_case(case):
     if case.get("interactive"):  # the dialog, in the virtual display the harness started
         cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
         threading.Thread(target=drive_dialog, args=(case["interactive"], rep, d), daemon=True).start()
-    if case.get("kill_after_ms"):  # the user cancels: GIMP kills the plug-in process
-        killer = start_killer(case["kill_after_ms"] / 1000)
+    if case.get("cancel"):  # the user cancels: GIMP kills the plug-in process
+        killer = start_killer(BUSY_CPU_S)
     t0 = time.perf_counter()
     try:
         res = proc.run(cfg)
@@ -261,8 +292,8 @@ def run_case(case):
     rep["seconds"] = time.perf_counter() - t0
     status = res.index(0)
     rep["status"] = status.value_nick
-    if case.get("kill_after_ms"):
-        rep["killed_pid"] = killed_pid(killer)
+    if case.get("cancel"):
+        rep["killed_pid"], rep["worker_cpu_s_at_kill"] = killed(killer)
     rep["message"] = res.index(1) if res.length() > 1 and status != Gimp.PDBStatusType.SUCCESS else ""
     if case.get("timing_only"):  # benchmark: no array dumps
         _, non_empty, *_ = Gimp.Selection.bounds(image)

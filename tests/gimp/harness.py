@@ -1,16 +1,19 @@
 """Host side of the real-GIMP tests and benchmark: install GIMP, install the plug-in with the
 project's own installer into a throw-away profile, run batch.py in headless GIMP.
 
-GIMP runs in the Debian 13 rootfs made by ../shared/gimp3/setup-gimp3.sh (via
-tests/gimp/setup-gimp.sh); every path is bind-mounted at the same place inside, so the
-installer's venv (made by the rootfs's Python 3.13, the one GIMP runs plug-ins with) and the
-plug-in folder are real paths on both sides.
+Two GIMP versions, each in its own Debian root file system made by
+../shared/gimp3/setup-gimp3.sh (via tests/gimp/setup-gimp.sh): GIMP 3.0.4 (Debian 13, Python
+3.13) in .cache/gimp3 and GIMP 3.2.6, the current stable release (Debian sid, Python 3.14), in
+.cache/gimp3-sid ($BODYPIX_GIMP3_DIR / $BODYPIX_GIMP32_DIR elsewhere). Every path is
+bind-mounted at the same place inside, so the installer's venv (made by the rootfs's Python,
+the one GIMP runs plug-ins with) and the plug-in folder are real paths on both sides.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -25,24 +28,61 @@ MODELS = Path(os.environ.get("BODYPIX_MODELS", SHARED / "models")).resolve()
 PLUGIN_DEFAULTS = {
     "quality": "fast", "refine": True, "fingers": True, "threshold": 0.7, "internal_resolution": "medium",
 }
-GIMP3 = Path(os.environ.get("BODYPIX_GIMP3_DIR", ROOT / ".cache" / "gimp3")).resolve()
 PIP_CACHE = ROOT / ".cache" / "pip-gimp3"
 # Env vars of the host that must not leak into GIMP or the installer inside the rootfs.
 DROP = ("BODYPIX_MODELS", "PIP_FIND_LINKS", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
+
+
+@dataclass(frozen=True)
+class GimpRoot:
+    """One installed GIMP: its version label ("3.0", "3.2") and setup-gimp3.sh folder."""
+
+    version: str
+    dir: Path
+
+    def bin(self, name: str) -> str:
+        return str(self.dir / "bin" / name)
+
+
+# version label -> (env var naming its folder, default folder)
+VERSIONS = {
+    "3.0": ("BODYPIX_GIMP3_DIR", ROOT / ".cache" / "gimp3"),
+    "3.2": ("BODYPIX_GIMP32_DIR", ROOT / ".cache" / "gimp3-sid"),
+}
+DEFAULT_VERSION = "3.0"
+
+
+def gimp_root(version: str = DEFAULT_VERSION) -> GimpRoot:
+    env, default = VERSIONS[version]
+    return GimpRoot(version, Path(os.environ.get(env, default)).resolve())
 
 
 class HarnessError(RuntimeError):
     pass
 
 
-def ensure_gimp() -> Path:
-    """Install GIMP 3 (first time 2-3 min; afterwards an 8 s smoke test) and return its folder."""
+def ensure_gimp(version: str = DEFAULT_VERSION) -> GimpRoot:
+    """Install GIMP ``version`` (first time 2-3 min; afterwards an 8 s smoke test), check that
+    its gimp-console really is that version, and return it."""
+    g = gimp_root(version)
     t = time.time()
-    proc = subprocess.run(["bash", str(HERE / "setup-gimp.sh"), str(GIMP3)], capture_output=True, text=True)
+    proc = subprocess.run(["bash", str(HERE / "setup-gimp.sh"), version, str(g.dir)], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise HarnessError("GIMP 3 setup failed:\n" + (proc.stdout + proc.stderr)[-3000:])
-    print(f"[gimp] GIMP 3 ready in {time.time() - t:.0f} s", flush=True)
-    return GIMP3
+        raise HarnessError(f"GIMP {version} setup failed:\n" + (proc.stdout + proc.stderr)[-3000:])
+    found = installed_version(g)
+    if not found.startswith(version + "."):
+        raise HarnessError(f"{g.dir} holds GIMP {found}, not {version}: point {VERSIONS[version][0]} elsewhere")
+    print(f"[gimp] GIMP {found} ready in {time.time() - t:.0f} s", flush=True)
+    return g
+
+
+def installed_version(g: GimpRoot) -> str:
+    """'3.0.4', '3.2.6': what the folder's gimp-console says."""
+    out = subprocess.run([g.bin("gimp-console"), "--version"], capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r"version (\d+\.\d+\.\d+)", out)
+    if not m:
+        raise HarnessError(f"gimp-console --version in {g.dir} said: {out.strip()[-300:]!r}")
+    return m.group(1)
 
 
 @dataclass
@@ -50,6 +90,7 @@ class Install:
     """A throw-away GIMP profile with bodypix-gimp installed into it."""
 
     work: Path
+    gimp: GimpRoot
 
     @property
     def profile(self) -> Path:
@@ -78,7 +119,7 @@ class Install:
     def run_inside(self, cmd: list[str], timeout: float = 900, **extra: str) -> subprocess.CompletedProcess:
         """Run a command inside the GIMP rootfs (cwd = repo root, bound at the same path)."""
         return subprocess.run(
-            [str(GIMP3 / "bin" / "gimp3-run"), *cmd],
+            [self.gimp.bin("gimp3-run"), *cmd],
             cwd=ROOT,
             env=self.env(**extra),
             capture_output=True,
@@ -107,7 +148,7 @@ class Install:
         code = f"exec(open({str(HERE / 'batch.py')!r}).read())"
         t = time.perf_counter()
         proc = subprocess.run(
-            [str(GIMP3 / "bin" / "gimp-console"), "-i", "-n", "-d", "-f",
+            [self.gimp.bin("gimp-console"), "-i", "-n", "-d", "-f",
              "--batch-interpreter", "python-fu-eval", "-b", code, "--quit"],
             cwd=ROOT, env=self.env(BODYPIX_GIMP_PLAN=str(plan_path), **extra), capture_output=True, text=True,
             timeout=timeout,
@@ -120,13 +161,13 @@ class Install:
                   **extra: str) -> tuple[subprocess.CompletedProcess, float]:  # fmt: skip
         """Run ``script`` in GIMP *with its GUI* on ``display`` (a VirtualDisplay), ``files``
         opened from the command line first, as a user opens them (undo enabled, clean)."""
-        version = self.run_inside(["gimp-console-3.0", "--version"], timeout=60).stdout.split()[-1]
+        version = installed_version(self.gimp)
         # the profile is new to GIMP: without its version in gimprc, GIMP shows "Welcome"
         (self.profile / "gimprc").write_text(f'(config-version "{version}")\n(show-welcome-dialog no)\n')
         code = f"exec(open({str(script)!r}).read())"
         t = time.perf_counter()
         proc = subprocess.run(
-            [str(GIMP3 / "bin" / "gimp3-run"), "gimp-3.0", "-n", "-s", "-d", "-f",
+            [self.gimp.bin("gimp3-run"), gui_binary(version), "-n", "-s", "-d", "-f",
              "--batch-interpreter", "python-fu-eval", "-b", code, "--quit", *map(str, files)],
             cwd=ROOT, env=self.env(DISPLAY=display, **extra), capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
@@ -141,20 +182,54 @@ class Install:
             self.run_inside([str(python), "-m", "bodypix_gimp.worker", "--stop"], timeout=60)
 
 
-class VirtualDisplay:
-    """Xvfb inside the GIMP rootfs (for the dialog test); ``with VirtualDisplay(inst) as display:``."""
+def gui_binary(version: str) -> str:
+    """GIMP's GUI binary inside the rootfs: gimp-3.0 on Debian 13, gimp-3.2 on sid."""
+    return "gimp-" + ".".join(version.split(".")[:2])
 
-    def __init__(self, inst: Install, number: int = 99) -> None:
-        self.inst, self.display = inst, f":{number}"
+
+class VirtualDisplay:
+    """Xvfb inside the GIMP rootfs (dialog and undo tests); ``with VirtualDisplay(inst) as display:``.
+
+    Xvfb picks a free display number itself and writes it to a pipe once it accepts clients
+    (``-displayfd``), so two test runs never collide on a number and nothing sleeps a fixed
+    time; ``xdotool getdisplaygeometry`` then proves a client can use it.
+    """
+
+    def __init__(self, inst: Install, start_timeout: float = 60) -> None:
+        self.inst, self.start_timeout = inst, start_timeout
+        self.display = ""
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> str:
-        self.proc = subprocess.Popen([str(GIMP3 / "bin" / "gimp3-run"), "Xvfb", self.display, "-screen", "0",
-                                      "1280x1024x24", "-nolisten", "tcp"], cwd=ROOT, env=self.inst.env(),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        time.sleep(2)
-        if self.proc.poll() is not None:
-            raise HarnessError("Xvfb did not start (is the xvfb package in the GIMP rootfs?)")
+        import select
+
+        rfd, wfd = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [self.inst.gimp.bin("gimp3-run"), "Xvfb", "-displayfd", str(wfd), "-screen", "0", "1280x1024x24",
+                 "-nolisten", "tcp"],
+                cwd=ROOT, env=self.inst.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(wfd,),
+            )  # fmt: skip
+        finally:
+            os.close(wfd)
+        answer = b""
+        deadline = time.monotonic() + self.start_timeout
+        with os.fdopen(rfd, "rb", buffering=0) as r:
+            while not answer.endswith(b"\n") and time.monotonic() < deadline:
+                ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
+                chunk = r.read(64) if ready else b""
+                if not chunk:  # Xvfb exited (pipe closed) or the deadline passed
+                    break
+                answer += chunk
+        if not answer.strip().isdigit():
+            self.__exit__()
+            raise HarnessError(f"Xvfb did not report a display within {self.start_timeout:.0f} s "
+                               "(is the xvfb package in the GIMP rootfs?)")  # fmt: skip
+        self.display = ":" + answer.decode().strip()
+        geometry = self.inst.run_inside(["xdotool", "getdisplaygeometry"], timeout=60, DISPLAY=self.display)
+        if geometry.returncode != 0 or geometry.stdout.split() != ["1280", "1024"]:
+            self.__exit__()
+            raise HarnessError(f"display {self.display} does not answer: {(geometry.stdout + geometry.stderr)[-500:]}")
         return self.display
 
     def __exit__(self, *exc: object) -> None:
@@ -164,13 +239,15 @@ class VirtualDisplay:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.proc = None
 
 
-def make_install(work: Path) -> Install:
+def make_install(work: Path, gimp: GimpRoot | None = None) -> Install:
     """Fresh profile + the project's installer (venv in the rootfs's Python, models copied)."""
     if work.exists():
         shutil.rmtree(work)
-    inst = Install(work)
+    inst = Install(work, gimp or gimp_root())
     (work / "home").mkdir(parents=True)
     # Debian's GIMP starts .py plug-ins through "#!/usr/bin/env python3" (the first python3 on
     # PATH); pin GIMP's own Python so an activated venv on the host cannot break the run.
@@ -183,5 +260,15 @@ def make_install(work: Path) -> Install:
     proc = inst.installer("--models-from", str(MODELS))
     if proc.returncode != 0:
         raise HarnessError(f"installer failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
-    print(f"[gimp] plug-in installed with installer/install.py in {time.time() - t:.0f} s", flush=True)
+    print(f"[gimp] plug-in installed into GIMP {inst.gimp.version} with installer/install.py in "
+          f"{time.time() - t:.0f} s", flush=True)  # fmt: skip
     return inst
+
+
+def test_versions() -> list[str]:
+    """The GIMP versions the tests run on: both, or $BODYPIX_GIMP_VERSIONS (e.g. "3.2")."""
+    chosen = [v.strip() for v in os.environ.get("BODYPIX_GIMP_VERSIONS", "").split(",") if v.strip()]
+    unknown = set(chosen) - set(VERSIONS)
+    if unknown:
+        raise HarnessError(f"BODYPIX_GIMP_VERSIONS: unknown {sorted(unknown)}; known: {sorted(VERSIONS)}")
+    return chosen or list(VERSIONS)
