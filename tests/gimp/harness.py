@@ -61,9 +61,14 @@ class HarnessError(RuntimeError):
     pass
 
 
+_READY: dict[str, GimpRoot] = {}
+
+
 def ensure_gimp(version: str = DEFAULT_VERSION) -> GimpRoot:
-    """Install GIMP ``version`` (first time 2-3 min; afterwards an 8 s smoke test), check that
-    its gimp-console really is that version, and return it."""
+    """Install GIMP ``version`` (first time 2-5 min; afterwards a 10-30 s smoke test, once per
+    process), check that its gimp-console really is that version, and return it."""
+    if version in _READY:
+        return _READY[version]
     g = gimp_root(version)
     t = time.time()
     proc = subprocess.run(["bash", str(HERE / "setup-gimp.sh"), version, str(g.dir)], capture_output=True, text=True)
@@ -73,6 +78,7 @@ def ensure_gimp(version: str = DEFAULT_VERSION) -> GimpRoot:
     if not found.startswith(version + "."):
         raise HarnessError(f"{g.dir} holds GIMP {found}, not {version}: point {VERSIONS[version][0]} elsewhere")
     print(f"[gimp] GIMP {found} ready in {time.time() - t:.0f} s", flush=True)
+    _READY[version] = g
     return g
 
 
