@@ -30,7 +30,6 @@ EVAL = harness.SHARED / "eval" / "human_seg_300" / "images"
 PHOTO = EVAL / "130.jpg"  # one person, whole body: face, both hands, arms, legs, both feet
 GROUP = EVAL / "266.jpg"  # three people, the right two overlapping
 LEFT_OF_GROUP = (220, 150, 60, 100)  # x, y, w, h: inside the leftmost of the three only
-DISPLAY = 97  # not the dialog test's 99 nor the undo test's 98
 # Each entry and the body-pix part names it must select (written out here from body-pix's part
 # list, not taken from the code under test). "person": the CLI's person mask.
 ARM = [f"{s}_{u}_arm_{f}" for s in ("left", "right") for u in ("upper", "lower") for f in ("front", "back")]
@@ -56,10 +55,10 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-@pytest.fixture(scope="module")
-def click() -> dict:
-    harness.ensure_gimp()
-    inst = harness.make_install(harness.ROOT / ".cache" / "gimp-click")
+@pytest.fixture(scope="module", params=harness.test_versions())
+def click(request) -> dict:
+    gimp = harness.ensure_gimp(request.param)
+    inst = harness.make_install(harness.ROOT / ".cache" / f"gimp-click-{request.param}", gimp)
     out = inst.work / "out"
     out.mkdir()
     # lossless copies: GIMP and the CLI read the very same pixels (no two JPEG decoders)
@@ -68,7 +67,7 @@ def click() -> dict:
         png = inst.work / (src.stem + ".png")
         Image.open(src).convert("RGB").save(png)
         photos.append(png)
-    with harness.VirtualDisplay(inst, DISPLAY) as display:
+    with harness.VirtualDisplay(inst) as display:
         proc, seconds = inst.gui_batch(harness.HERE / "click.py", photos[:1], display, timeout=900,
                                        BODYPIX_CLICK_OUT=str(out), BODYPIX_CLICK_PROCS=json.dumps(list(ENTRIES)),
                                        BODYPIX_CLICK_GROUP=str(photos[1]),
@@ -76,7 +75,7 @@ def click() -> dict:
                                        BODYPIX_GIMP_TIMING="1")  # fmt: skip
     log = proc.stdout + proc.stderr
     (inst.work / "gimp.log").write_text(log)
-    print(f"[gimp] instant entries and cache in GIMP with its GUI: {seconds:.0f} s", flush=True)
+    print(f"[gimp] instant entries and cache in GIMP {request.param} with its GUI: {seconds:.0f} s", flush=True)
     assert proc.returncode == 0 and "CLICK-OK" in log, log[-4000:]
     report = json.loads((out / "report.json").read_text())
     # the plug-in's own account of each call, in call order (BODYPIX-TIMING lines)

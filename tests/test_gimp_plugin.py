@@ -34,6 +34,8 @@ GROUP = EVAL / "human_seg_300" / "images" / "266.jpg"  # three people, the right
 LEFT_OF_GROUP = (220, 150, 60, 100)  # x, y, w, h: inside the leftmost of the three only
 ONLY_ENV = "BODYPIX_GIMP_ONLY"  # comma-separated case ids: run just those (developing one procedure)
 LARGE = EVAL / "p3m_demo_pseudo" / "images" / "p_d684dae3.jpg"  # 1920x1080
+# the cancel's photo, used by no other case: the model server's result cache cannot answer it
+CANCEL_PHOTO = EVAL / "p3m_demo_pseudo" / "images" / "p_07141906.jpg"
 LARGE_ALPHA = EVAL / "p3m_demo_pseudo" / "alpha_pred" / "p_d684dae3.png"  # P3M-Net's matte: independent
 # hand-made regions of GROUP (266.jpg, 613x408), read off the photo: the man on the left stands
 # left of x=285, the middle woman's body starts at x=300 (his hand on her shoulder reaches x~312),
@@ -169,7 +171,7 @@ def cases(nobody: Path) -> list[dict]:
         {"id": "nobody_persons", "image": str(nobody), "proc": PERSONS},
         {"id": "nobody_pose", "image": str(nobody), "proc": POSE},
     ]
-    c.append({"id": "cancel", "image": str(LARGE), "proc": SELECT, "cancel": True, "retry": True})
+    c.append({"id": "cancel", "image": str(CANCEL_PHOTO), "proc": SELECT, "cancel": True, "retry": True})
     for mode, prep in MODES.items():
         c.append({"id": f"mode_{mode}", "image": str(ONE_PERSON), "proc": SELECT, "prep": prep})
     for mode in ("gray", "indexed", "float_linear"):
