@@ -32,12 +32,29 @@ def xdotool(*args):
 
 def digest(drawable):
     w, h = drawable.get_width(), drawable.get_height()
-    raw = drawable.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, None, Gegl.AbyssPolicy.NONE)
+    buffer = drawable.get_buffer()
+    if buffer is None:
+        raise Busy(drawable.get_id())
+    raw = buffer.get(Gegl.Rectangle.new(0, 0, w, h), 1.0, None, Gegl.AbyssPolicy.NONE)
     return hashlib.sha1(bytes(raw)).hexdigest()
 
 
-def state(image):
-    """Everything a plug-in call may change, in a form that compares with ==."""
+class Busy(Exception):
+    """An item went away while it was being read: GIMP is still applying an undo step."""
+
+
+def state(image, tries=100):
+    """Everything a plug-in call may change, in a form that compares with ==; read again while
+    GIMP is in the middle of an undo or redo (an item listed a moment ago has no buffer)."""
+    for _ in range(tries):
+        try:
+            return read_state(image)
+        except Busy:
+            time.sleep(0.05)
+    raise RuntimeError("the image stayed in flux for 5 s")
+
+
+def read_state(image):
 
     def walk(items, parent):
         for it in items:
