@@ -51,6 +51,17 @@ def item(tmp: Path, it: dict) -> np.ndarray:
     return a.reshape(h, w) if it["channels"] == 1 else a.reshape(h, w, it["channels"])
 
 
+def on_canvas(tmp: Path, it: dict, w: int, h: int, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """A one-channel item placed on an empty w x h area whose top-left is image point ``origin``
+    (GIMP writes it into an empty channel or a black mask the same way)."""
+    out = np.zeros((h, w), np.uint8)
+    x, y, iw, ih = it["rect"]
+    x, y = x - origin[0], y - origin[1]
+    assert 0 <= x and 0 <= y and x + iw <= w and y + ih <= h, it["rect"]
+    out[y : y + ih, x : x + iw] = item(tmp, it)
+    return out
+
+
 def test_select_person_equals_core_and_reports_progress(tmp_path, two_people, models_dir) -> None:
     h, w = two_people.shape[:2]
     core = segment(two_people, build_settings(PLUGIN_DEFAULTS))
@@ -61,8 +72,9 @@ def test_select_person_equals_core_and_reports_progress(tmp_path, two_people, mo
     fractions = [m["progress"] for m in lines if "progress" in m]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     (it,) = lines[-1]["result"]["items"]
-    assert it["rect"] == [0, 0, w, h]
-    assert np.array_equal(item(tmp_path, it), core.person_mask)
+    m = item(tmp_path, it)  # cut to the mask's box: its border rows and columns hold the person
+    assert m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()
+    assert np.array_equal(on_canvas(tmp_path, it, w, h), core.person_mask)
 
 
 def test_offset_layer_is_clipped_to_the_canvas(tmp_path, two_people, core, models_dir) -> None:
@@ -73,8 +85,8 @@ def test_offset_layer_is_clipped_to_the_canvas(tmp_path, two_people, core, model
     code, lines = call(tmp_path, hdr, rgba.tobytes(), models=models_dir)
     assert code == 0, lines
     (it,) = lines[-1]["result"]["items"]
-    assert it["rect"] == [0, 20, w - 60, h]
-    assert np.array_equal(item(tmp_path, it), core.person_mask[:, 60:])
+    # within the layer's part inside the canvas (x 0.., y 20..): the core's mask from column 60 on
+    assert np.array_equal(on_canvas(tmp_path, it, w - 60, h, origin=(0, 20)), core.person_mask[:, 60:])
 
 
 def test_only_persons_overlapping_the_selection(tmp_path, two_people, core, models_dir) -> None:
@@ -84,7 +96,7 @@ def test_only_persons_overlapping_the_selection(tmp_path, two_people, core, mode
     hdr = {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3, "selection": True}
     code, lines = call(tmp_path, hdr, two_people.tobytes(), sel.tobytes(), models=models_dir)
     assert code == 0, lines
-    got = item(tmp_path, lines[-1]["result"]["items"][0])
+    got = on_canvas(tmp_path, lines[-1]["result"]["items"][0], w, h)
     multi = segment(two_people, build_settings(DEFAULTS).replace(multi_person=True))
     assert np.array_equal(got, persons_overlapping(multi.person_mask, sel, multi.instance_map))
     assert (core.person_mask[:, :100] >= 128).sum() > 2000  # the other person is there ...
@@ -132,7 +144,7 @@ def test_select_parts_group_and_unknown_part(tmp_path, two_people, core, models_
     hdr = {"op": "select-parts", "source_rect": [0, 0, w, h], "channels": 3, "parts": ["face"]}
     code, lines = call(tmp_path, hdr, two_people.tobytes(), models=models_dir)
     assert code == 0, lines
-    assert np.array_equal(item(tmp_path, lines[-1]["result"]["items"][0]), core.part_mask("face"))
+    assert np.array_equal(on_canvas(tmp_path, lines[-1]["result"]["items"][0], w, h), core.part_mask("face"))
     code, lines = call(tmp_path, dict(hdr, parts=["left_elbow"]), two_people.tobytes(), models=models_dir)
     assert code == 2 and lines[-1]["kind"] == "config" and "Unknown part 'left_elbow'" in lines[-1]["error"]
 
@@ -198,7 +210,9 @@ def test_model_server_is_reused_and_stopped(tmp_path, two_people, core, models_d
             wk.start()
             result = wk.finish(two_people.tobytes())
             (it,) = result["items"]
-            got = np.frombuffer(wk.read_item(it), np.uint8).reshape(h, w)
+            x, y, iw, ih = it["rect"]
+            got = np.zeros((h, w), np.uint8)
+            got[y : y + ih, x : x + iw] = np.frombuffer(wk.read_item(it), np.uint8).reshape(ih, iw)
         assert result["mode"] == "server" and np.array_equal(got, core.person_mask)
         pids.append(worker_client.read_state(worker_client.state_path(config))["pid"])
     assert pids[0] == pids[1]

@@ -618,4 +618,5 @@ class BodyPix(Gimp.PlugIn):
         return p
 
 
+stamp("imported")  # gi, Gimp, Gegl and Babl loaded: the rest of start_to_run is GIMP's handshake
 Gimp.main(BodyPix.__gtype__, sys.argv)

@@ -122,6 +122,19 @@ class Job:
     origin: tuple[int, int]  # image position of that part's top-left corner
 
 
+def add_tight(job: Job, name: str, mask: np.ndarray) -> None:
+    """``mask`` within the target, cut to the box of its non-zero pixels (soft edges included).
+
+    GIMP writes the item into an empty canvas-sized channel (selection) or a black layer mask,
+    so the pixels outside the box are 0 either way; a tight box only moves fewer bytes (at
+    12 MP a face is about 2 % of the canvas instead of 12 MB written through GIMP's tiles).
+    """
+    lx, ly, tw, th = job.local
+    box = bbox(mask[ly : ly + th, lx : lx + tw])
+    bx, by, bw, bh = box if box is not None else (0, 0, 0, 0)  # nobody inside the target: an empty item
+    job.out.add(name, mask, (lx + bx, ly + by, bw, bh))
+
+
 def select_person(job: Job) -> None:
     """The person mask; with a selection, only the people it touches."""
     mask = job.res.person_mask
@@ -129,7 +142,7 @@ def select_person(job: Job) -> None:
         mask = persons_overlapping(mask, job.selection, job.res.instance_map)
         if not (mask >= 128).any():
             raise WorkerError("No person overlaps the selection. Nothing was changed.", "empty")
-    job.out.add("person", mask, job.local)
+    add_tight(job, "person", mask)
 
 
 def select_parts(job: Job) -> None:
@@ -138,14 +151,16 @@ def select_parts(job: Job) -> None:
     if req.parts in ([], ["person"]):
         mask = res.person_mask
     else:
-        mask = np.where(np.isin(res.part_map, part_ids(req.parts)), np.uint8(255), np.uint8(0))
+        wanted = np.zeros(256, np.uint8)  # part id -> 255 for the chosen parts (a lookup, not np.isin)
+        wanted[part_ids(req.parts)] = 255
+        mask = wanted[res.part_map]
     if job.selection is not None:
         chosen = persons_overlapping(res.person_mask, job.selection, res.instance_map)
         mask = np.where(chosen >= 128, mask, np.uint8(0))
     if not (mask >= 128).any():
         names = ", ".join(req.parts or ["person"])
         raise WorkerError(f"None of these parts was found: {names}. Nothing was changed.", "empty")
-    job.out.add("parts", mask, job.local)
+    add_tight(job, "parts", mask)
 
 
 def parts_to_layers(job: Job) -> dict[str, Any]:
