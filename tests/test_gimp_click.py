@@ -106,6 +106,8 @@ def cli_mask(report: dict, parts: str | list[str]) -> np.ndarray:
 
 @pytest.mark.parametrize("proc", list(ENTRIES))
 def test_instant_entry_selects_what_the_cli_says(click: dict, proc: str) -> None:
+    """With damaged stored options (bad quality, threshold, mode, edges): the defaults, as the CLI."""
+    assert click["stored_at_start"]["quality"] == "ultra" and click["stored_at_start"]["threshold"] == 7.0
     (e,) = [e for e in click["instant"] if e["proc"] == proc]
     assert e["status"] == "success", e["message"]
     expected = cli_mask(click, ENTRIES[proc])

@@ -4,7 +4,8 @@
 # $BODYPIX_CLICK_OUT/report.json and .npy arrays that tests/test_gimp_click.py checks.
 #
 # 1. Every Select entry that acts at once (Select > Person, Select > Body Part > ...), called
-#    as the menu calls it (run mode INTERACTIVE) on photo 1 with nothing selected: a watcher
+#    as the menu calls it (run mode INTERACTIVE) on photo 1 with nothing selected, with damaged
+#    stored options (each bad value falls back to its default): a watcher
 #    process records every window that appears during the call (a dialog would; it presses
 #    Escape on it so a wrong dialog fails the test instead of hanging it); then ONE Ctrl+Z in
 #    the image window must bring back the image from before (one undo step).
@@ -161,6 +162,10 @@ photo = Gimp.get_images()[0]
 group = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.environ["BODYPIX_CLICK_GROUP"]))
 window = image_window(photo)
 layer = photo.get_layers()[0]
+# options stored by something else (an old or a damaged profile): each bad value must fall back
+# to its default, so step 1 selects with the defaults
+BAD = {"quality": "ultra", "threshold": 7.0, "operation": 3, "refine-edges": "yes", "unknown": 1}
+Gimp.attach_parasite(Gimp.Parasite.new("bodypix-gimp-select-options", 0, json.dumps(BAD).encode()))
 report = {"undo_enabled": photo.undo_is_enabled(), "stored_at_start": stored_options(), "instant": []}
 
 # 1. each entry that acts at once: no window, the selection, one undo step
