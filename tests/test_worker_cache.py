@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from bodypix_gimp import segment
 from bodypix_gimp.worker import operations
-from bodypix_gimp.worker.cache import ResultCache, digest, key, result_bytes
+from bodypix_gimp.worker.cache import MAX_BYTES, ResultCache, digest, key, result_bytes
 from bodypix_gimp.worker.operations import build_settings
 from bodypix_gimp.worker.protocol import Request
 from conftest import EVAL, human_seg_pairs, load
@@ -57,8 +57,22 @@ def test_result_bytes_counts_shared_arrays_once() -> None:
     photo = load(GROUP)
     res = segment(photo, build_settings(OPTIONS).replace(multi_person=True))
     assert len(res.persons) >= 2  # every person holds views of the photo-wide arrays
-    arrays = (res.person_mask, res.person_prob, res.part_map, res.instance_map)
+    arrays = (res.person_mask, res.part_map, res.instance_map)
+    # BodyPix's float probability map is computed when read: until then it holds nothing
     assert result_bytes(res) == sum(a.nbytes for a in arrays)
+    prob = res.person_prob  # read once: from now on the result holds it
+    assert result_bytes(res) == sum(a.nbytes for a in arrays) + prob.nbytes
+
+
+def test_budget_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("BODYPIX_WORKER_CACHE_MB", "64")
+    assert ResultCache().max_bytes == 64 * 1024 * 1024
+    monkeypatch.setenv("BODYPIX_WORKER_CACHE_MB", "0")  # no cache: nothing is kept
+    c = ResultCache()
+    c.put(("k",), segment(load(GROUP), build_settings(OPTIONS)))
+    assert len(c) == 0
+    monkeypatch.setenv("BODYPIX_WORKER_CACHE_MB", "lots")  # a typo: the default budget
+    assert ResultCache().max_bytes == MAX_BYTES
 
 
 def test_bounded_by_entries_and_bytes_least_recently_used_first(photos, results) -> None:

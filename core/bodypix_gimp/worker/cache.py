@@ -17,6 +17,7 @@ measured in docs/gimp.md beside the click it serves.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import fields
@@ -27,10 +28,24 @@ import numpy as np
 from ..result import Result
 from ..settings import Settings
 
-# A 12 MP result holds about 85 MB (person mask, probability, part map, instance map), 24 MP
-# about 170 MB: the budget keeps the last few photos a user clicks through, not a gallery.
-MAX_BYTES = 512 * 1024 * 1024
+# A 12 MP result holds about 36 MB (person mask, part map, instance map; BodyPix's float
+# probability map is computed only when read, and no operation reads it), 24 MP about 72 MB:
+# the budget keeps the last few photos a user clicks through, not a gallery.
+# $BODYPIX_WORKER_CACHE_MB sets the budget (0: no cache).
+MAX_BYTES = 256 * 1024 * 1024
 MAX_ENTRIES = 4
+ENV_BUDGET = "BODYPIX_WORKER_CACHE_MB"
+
+
+def budget_from_env(default: int = MAX_BYTES) -> int:
+    """The byte budget $BODYPIX_WORKER_CACHE_MB asks for (a whole number of MB), else ``default``."""
+    value = os.environ.get(ENV_BUDGET, "").strip()
+    if not value:
+        return default
+    try:
+        return max(0, int(value)) * 1024 * 1024
+    except ValueError:
+        return default  # a typo must not stop the model server; the default is safe
 
 
 def digest(pixels: np.ndarray | bytes | memoryview) -> bytes:
@@ -69,7 +84,8 @@ def result_bytes(res: Result) -> int:
 class ResultCache:
     """Least-recently-used results within ``max_bytes`` and ``max_entries``; thread-safe."""
 
-    def __init__(self, max_bytes: int = MAX_BYTES, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, max_bytes: int | None = None, max_entries: int = MAX_ENTRIES) -> None:
+        max_bytes = budget_from_env() if max_bytes is None else max_bytes
         self.max_bytes, self.max_entries = max_bytes, max_entries
         self._items: OrderedDict[tuple, tuple[Result, int]] = OrderedDict()
         self._lock = threading.Lock()
