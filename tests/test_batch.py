@@ -263,6 +263,9 @@ def test_existing_outputs_need_force_or_skip_existing(tmp_path, capsys):
     assert main(["segment", str(SAMPLE), "--out", str(out), "--no-refine", "-q"]) == 2
     assert "--skip-existing" in capsys.readouterr().err
     assert main(["segment", str(SAMPLE), "--out", str(out), "--force", "--skip-existing"]) == 2
+    assert main(["segment", str(SAMPLE), "--out", str(tmp_path / "w"), "--engine", "ray", "--workers", "0"]) == 2
+    assert main(["segment", str(SAMPLE), "--out", str(tmp_path / "w"), "--workers", "2"]) == 2  # local engine
+    assert not (tmp_path / "w").exists()
     assert main(["segment", str(SAMPLE), "--out", str(out), "--no-refine", "--skip-existing"]) == 0
     assert manifest_mod.read(out / "manifest.jsonl")[-1]["status"] == "skipped"
 

@@ -153,8 +153,6 @@ def run_ray(photos: list[Path], settings: Settings, runtime: Any, options: Outpu
     import ray
     import ray.data
 
-    if workers is not None and workers < 1:
-        raise ConfigError("--workers must be at least 1")
     tmp = None
     started = not ray.is_initialized()
     if started:

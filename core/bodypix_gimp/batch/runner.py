@@ -254,6 +254,8 @@ def run(photos: list[Path], out_dir: Path, settings: Settings, runtime: Any, opt
     """
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
     if engine == "ray":
         from .ray_engine import check_reachable, require_ray
 
