@@ -155,6 +155,9 @@ def save(name, array):
     np.save(os.path.join(OUT, name + ".npy"), array)
 
 
+# GIMP's own messages (GIMP 3.2 turns Gdk criticals about xdotool's virtual keyboard into a
+# "GIMP Message" window) go to the console: a window during a call can then only be a dialog
+Gimp.message_set_handler(Gimp.MessageHandlerType.CONSOLE)
 deadline = time.time() + 60
 while not Gimp.get_images() and time.time() < deadline:  # the photo named on the command line
     time.sleep(0.2)
