@@ -358,3 +358,21 @@ def test_atomic_write_honours_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert [stat.S_IMODE(p.stat().st_mode) for p in sorted(tmp_path.iterdir())] == [0o644, 0o644]
+
+
+def test_temporaries_a_killed_run_left_are_swept_when_old(tmp_path):
+    """SIGKILL leaves .tmp-* files; the next batch there removes ours that are over an hour old, only those."""
+    out = tmp_path / "out"
+    out.mkdir()
+    old = time.time() - 2 * outputs.STALE_TMP_SECONDS
+    names = {"ours_old": ".tmp-astronaut.person.png.0123abcd", "ours_json_old": ".tmp-astronaut.json.89abcdef",
+             "ours_fresh": ".tmp-astronaut.parts.png.fedcba98", "foreign_old": ".tmp-notes.txt.0123abcd",
+             "foreign_tag": ".tmp-x.person.png.notours", "user_file": "astronaut.overlay.jpg.bak"}
+    for key, name in names.items():
+        (out / name).write_bytes(b"x")
+        if key != "ours_fresh":
+            os.utime(out / name, (old, old))
+    assert main(["segment", str(SAMPLE), "--out", str(out), "--no-refine", "-q"]) == 0
+    left = {p.name for p in out.iterdir()}
+    assert names["ours_old"] not in left and names["ours_json_old"] not in left
+    assert {names[k] for k in ("ours_fresh", "foreign_old", "foreign_tag", "user_file")} <= left

@@ -250,6 +250,40 @@ def commit(out_dir: Path, files: dict[str, bytes], abort: threading.Event | None
     return list(files)
 
 
+# A photo's files are written in well under this; a temporary of ours older than it was left by
+# a run that was killed (SIGKILL, power cut) and is removed when the next batch starts there.
+STALE_TMP_SECONDS = 3600
+
+
+def sweep_stale_temps(out: Path, now: float | None = None) -> list[str]:
+    """Remove ``.tmp-<output name>.<8 hex>`` files older than an hour from ``out``; return their names.
+
+    Only names this module makes (an output's name, then 8 hex digits), so nobody else's file goes;
+    only old ones, so a batch running there now keeps its temporaries.
+    """
+    import time
+
+    now = time.time() if now is None else now
+    removed = []
+    for p in out.iterdir():
+        name = p.name
+        if not name.startswith(TMP_PREFIX):
+            continue
+        inner, _, tag = name[len(TMP_PREFIX):].rpartition(".")
+        if len(tag) != 8 or any(c not in "0123456789abcdef" for c in tag) or not (
+                is_output_name(inner) or inner.endswith(".json") or inner.startswith("probe")):
+            continue
+        try:
+            st = p.lstat()
+            if p.is_symlink() or not p.is_file() or now - st.st_mtime < STALE_TMP_SECONDS:
+                continue
+            p.unlink()
+            removed.append(name)
+        except OSError:
+            continue
+    return removed
+
+
 def prepare_out_dir(out: Path) -> None:
     """Create ``out`` and prove it takes files, before any photo is read.
 
@@ -279,3 +313,4 @@ def prepare_out_dir(out: Path) -> None:
         raise ConfigError(f"--out {out}: {reason}") from None
     finally:
         probe.unlink(missing_ok=True)
+    sweep_stale_temps(out)
