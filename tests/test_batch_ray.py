@@ -28,9 +28,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def local_ray():
     tmp = tempfile.mkdtemp(prefix="bodypix-ray-test-")
-    ray.init(address="local", num_cpus=2, object_store_memory=128 * 1024 * 1024, include_dashboard=False,
-             _temp_dir=tmp, log_to_driver=False)
-    try:
+    try:  # a start that fails half-way (a timeout on a loaded machine) must not leave Ray's processes
+        ray.init(address="local", num_cpus=2, object_store_memory=128 * 1024 * 1024, include_dashboard=False,
+                 _temp_dir=tmp, log_to_driver=False)
         yield
     finally:
         ray.shutdown()

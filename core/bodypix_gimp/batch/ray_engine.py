@@ -16,6 +16,7 @@ the end; with an address the batch joins that cluster and leaves it running.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -133,8 +134,19 @@ def _start_local(workers: int | None) -> str:
     import ray
 
     tmp = tempfile.mkdtemp(prefix="bodypix-ray-")
-    ray.init(address="local", num_cpus=max(workers or 0, os.cpu_count() or 1), object_store_memory=OBJECT_STORE_BYTES,
-             include_dashboard=False, _temp_dir=tmp, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        ray.init(address="local", num_cpus=max(workers or 0, os.cpu_count() or 1),
+                 object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, _temp_dir=tmp,
+                 log_to_driver=False, logging_level=logging.ERROR)
+    except BaseException as e:  # a start cut short (timeout on a loaded machine, Ctrl+C) leaves no process
+        with signals_ignored():
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, Exception):
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise RayJobError(f"a local Ray could not start: {first}") from None
+        raise
     return tmp
 
 
