@@ -15,13 +15,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from bodypix_gimp.setup.convert.tfjs import (
-    ConversionError,
-    build_onnx,
-    convert,
-    convert_file,
-    read_weights,
-)
+from bodypix_gimp.setup.convert import ConversionError, convert, convert_file
+from bodypix_gimp.setup.convert.tfjs import build_onnx, read_weights
 from conftest import EVAL, human_seg_pairs
 from PIL import Image
 

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from bodypix_gimp.setup.convert.tfjs import ConversionError, convert, convert_file, needs_graph_converter
+from bodypix_gimp.setup.convert import ConversionError, convert, convert_file, needs_graph_converter
 from conftest import MODELS, human_seg_pairs, load
 
 RVM_DIR = MODELS / "rvm"

@@ -28,7 +28,7 @@ from bodypix_gimp.refine.mediapipe_hands import (
 from bodypix_gimp.runtime import sessions
 from bodypix_gimp.runtime import store as models
 from bodypix_gimp.runtime.sessions import RuntimeOptions
-from bodypix_gimp.setup.convert.tfjs import ConversionError
+from bodypix_gimp.setup.convert import ConversionError
 from bodypix_gimp.setup.convert.tflite import convert_file
 
 HAND_MODELS = ["palm_detection_full", "palm_detection_lite", "hand_landmark_full", "hand_landmark_lite"]

@@ -39,8 +39,8 @@ from bodypix_gimp.runtime.manifest import ManifestError, default_variants, onnx_
 from bodypix_gimp.runtime.sessions import RuntimeOptions
 from bodypix_gimp.setup import install as setup_models
 from bodypix_gimp.setup import npm as npm_tar
+from bodypix_gimp.setup.convert import ConversionError
 from bodypix_gimp.setup.convert import tflite as convert_tflite
-from bodypix_gimp.setup.convert.tfjs import ConversionError
 from bodypix_gimp.setup.download import ChecksumMismatchError, DownloadError, fetch, plain_file_name
 from bodypix_gimp.setup.install import SetupError, install
 from bodypix_gimp.setup.npm import REGISTRY

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from bodypix_gimp.cli import main
 from bodypix_gimp.evaluate import datasets
-from bodypix_gimp.evaluate.harness import builtin_configs
+from bodypix_gimp.evaluate.configs import builtin_configs
 from conftest import EVAL
 
 BUILTIN = [c.name for c in builtin_configs()]

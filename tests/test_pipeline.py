@@ -8,9 +8,9 @@ from bodypix_gimp import PART_NAMES, Settings, segment
 from bodypix_gimp.bodypix import decode as dec
 from bodypix_gimp.bodypix.model import plan_geometry, to_valid_resolution
 from bodypix_gimp.bodypix.resize import apply_cols, apply_rows
+from bodypix_gimp.errors import ModelNotFoundError
 from bodypix_gimp.pipeline import get_model
 from bodypix_gimp.runtime.sessions import RuntimeOptions
-from bodypix_gimp.runtime.store import ModelNotFoundError
 from conftest import EVAL, human_seg_pairs, iou, load
 
 RAW = Settings(output_stride=16)

@@ -1,7 +1,8 @@
 """Settings validation speaks body-pix's language and names the allowed values."""
 
 import pytest
-from bodypix_gimp.settings import ConfigError, Settings, default_settings, model_name, parse_model_name
+from bodypix_gimp.errors import ConfigError
+from bodypix_gimp.settings import Settings, default_settings, model_name, parse_model_name
 
 
 @pytest.mark.parametrize(

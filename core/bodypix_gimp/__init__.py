@@ -7,12 +7,12 @@ Public API (arrays in, arrays out; never imports GIMP)::
     result.person_mask, result.part_map, result.poses
 """
 
-from .imageio import InputError, load_image
+from .errors import ChecksumError, ConfigError, InputError, ModelNotFoundError
+from .imageio import load_image
 from .pipeline import segment
 from .result import KEYPOINT_NAMES, PART_GROUPS, PART_NAMES, Keypoint, Pose, Result
 from .runtime.sessions import RuntimeOptions
-from .runtime.store import ChecksumError, ModelNotFoundError
-from .settings import ConfigError, Settings
+from .settings import Settings
 
 __all__ = [
     "ChecksumError", "ConfigError", "InputError", "KEYPOINT_NAMES", "Keypoint", "ModelNotFoundError",

@@ -18,13 +18,11 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import InputError
+
 # Photos above this many pixels are refused with a clear message (a 150 MP photo still
 # runs within about 2 GB; beyond that a refusal beats swapping the user's machine).
 MAX_PIXELS = 150_000_000
-
-
-class InputError(ValueError):
-    """The input cannot be used; the message is one line meant for the user."""
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:

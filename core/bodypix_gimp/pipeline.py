@@ -23,10 +23,10 @@ import numpy as np
 from .bodypix import decode
 from .bodypix import poses as poses_mod
 from .bodypix.model import BodyPixModel
+from .errors import ModelNotFoundError
 from .imageio import as_rgb
 from .result import Result
 from .runtime.sessions import RuntimeOptions
-from .runtime.store import ModelNotFoundError
 from .settings import Settings
 
 Progress = Callable[[float, str], None]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from .errors import ConfigError
+
 VALID_ARCHITECTURES = ("MobileNetV1", "ResNet50")
 VALID_STRIDES = {"MobileNetV1": (8, 16, 32), "ResNet50": (32, 16)}
 VALID_MULTIPLIERS = {"MobileNetV1": (0.50, 0.75, 1.0), "ResNet50": (1.0,)}
@@ -20,10 +22,6 @@ MAX_INTERNAL_RESOLUTION = 2.0
 QUANT_NAMES = {4: "float", 2: "quant2", 1: "quant1"}
 # Edge refinement methods (bodypix_gimp.refine.edges.METHODS, plus "none" = BodyPix's own edge).
 REFINE_METHODS = ("none", "snake", "guided", "selfie-guided", "rvm", "fusion", "fusion-fast", "fusion-blend")
-
-
-class ConfigError(ValueError):
-    """A setting outside the values body-pix allows; the message names the allowed ones."""
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..errors import ModelNotFoundError
 from ..runtime.sessions import RuntimeOptions, session
-from ..runtime.store import ModelNotFoundError, bodypix_relpath, model_path
+from ..runtime.store import bodypix_relpath, model_path
 from ..settings import Settings
 from .resize import apply_cols, apply_rows, resize_axis
 

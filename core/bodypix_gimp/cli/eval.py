@@ -57,9 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def configs_from_args(args: argparse.Namespace):  # noqa: ANN201 - list[Config]
-    from ..evaluate.harness import builtin_configs, parse_config
+    from ..errors import ConfigError
+    from ..evaluate.configs import builtin_configs, parse_config
     from ..refine.edges import METHODS
-    from ..settings import ConfigError, default_settings
+    from ..settings import default_settings
 
     configs = builtin_configs()
     if args.methods:

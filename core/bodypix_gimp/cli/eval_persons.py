@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..evaluate import persons
 from ..evaluate.persons import EVAL, HS, evaluate, markdown, timing
-from ..settings import PRODUCT_DEFAULTS, ConfigError, Settings, parse_model_name
+from ..settings import PRODUCT_DEFAULTS, Settings, parse_model_name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -47,9 +47,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..imageio import InputError
-    from ..runtime.store import ChecksumError, ModelNotFoundError
-    from ..settings import ConfigError
+    from ..errors import ChecksumError, ConfigError, InputError, ModelNotFoundError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -12,8 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ModelNotFoundError
     from ..runtime.manifest import bodypix_variants
-    from ..runtime.store import AUX_MODELS, ModelNotFoundError, installed_models, models_dir
+    from ..runtime.store import AUX_MODELS, installed_models, models_dir
     from ..settings import default_settings
 
     try:

@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..settings import ConfigError, Settings, default_settings, parse_model_name
+from ..errors import ConfigError
+from ..settings import Settings, default_settings, parse_model_name
 
 
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:

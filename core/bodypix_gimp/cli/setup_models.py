@@ -7,7 +7,7 @@ import sys
 
 from ..runtime.manifest import BODYPIX_BASE_URL, ManifestError
 from ..setup import npm
-from ..setup.convert.tfjs import ConversionError
+from ..setup.convert import ConversionError
 from ..setup.download import DownloadError
 from ..setup.install import SetupError, install
 

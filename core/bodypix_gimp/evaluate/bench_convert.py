@@ -33,7 +33,7 @@ def run(models_dir: Path, photo: Path, ratios: list[float], repeat: int, threads
     import onnxruntime as ort
 
     from ..imageio import load_image
-    from ..setup.convert.tfjs import convert_file
+    from ..setup.convert import convert_file
 
     tfjs, reference = models_dir / "rvm" / "tfjs" / "rvm.json", models_dir / "rvm" / "rvm_mobilenetv3.onnx"
     rgb = load_image(photo)

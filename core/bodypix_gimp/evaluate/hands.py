@@ -31,6 +31,7 @@ from ..imageio import load_image
 from ..result import Result
 from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings, default_settings
+from .configs import RAW_CONFIGS, builtin_configs
 
 CONFIDENT = 0.8  # landmark presence from which a hand counts for the fingertip score
 BOX_GROW = 0.25  # box margin around the landmarks, in hand sizes
@@ -157,8 +158,6 @@ def summarise(per_hand: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def raw_baselines() -> dict[str, Settings]:
     """Raw BodyPix as the evaluation harness runs it (the seed's settings, body-pix's defaults)."""
-    from .harness import RAW_CONFIGS, builtin_configs
-
     return {c.name: c.settings for c in builtin_configs() if c.name in RAW_CONFIGS and c.settings}
 
 

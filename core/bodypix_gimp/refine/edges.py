@@ -198,7 +198,7 @@ def refine(
     ``prob`` may then be given on that grid already (what ``resize_to`` makes of it).
     """
     if settings.refine not in METHODS:
-        from ..settings import ConfigError
+        from ..errors import ConfigError
 
         allowed = ", ".join(["none", *METHODS])
         raise ConfigError(f"Unknown refine method {settings.refine!r}. Should be one of {allowed}")

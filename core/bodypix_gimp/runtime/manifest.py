@@ -7,6 +7,7 @@ in ``models/manifest.json``.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from ..settings import QUANT_NAMES, model_name
@@ -52,14 +53,21 @@ def bodypix_variants() -> dict[str, dict[str, object]]:
 # verification status of each variant and where the helper models come from.
 
 
+def manifest_path() -> Path | None:
+    """The project's ``models/manifest.json`` (the package links it into ``data/`` so wheels ship it)."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[1] / "data" / "manifest.json", here.parents[3] / "models" / "manifest.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 class ManifestError(RuntimeError):
     """``models/manifest.json`` is missing or does not name the requested model."""
 
 
 def load_manifest() -> dict[str, Any]:
     """The parsed ``models/manifest.json`` (checkout or installed copy beside the package)."""
-    from .store import manifest_path
-
     path = manifest_path()
     if path is None:
         raise ManifestError("models/manifest.json not found beside the package; reinstall bodypix-gimp")

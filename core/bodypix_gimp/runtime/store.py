@@ -16,16 +16,11 @@ from pathlib import Path
 
 import platformdirs
 
+from ..errors import ChecksumError, ModelNotFoundError
+from .manifest import bodypix_variants, manifest_path
+
 ENV_VAR = "BODYPIX_MODELS"
 APP_NAME = "bodypix-gimp"
-
-class ModelNotFoundError(FileNotFoundError):
-    """A model file is missing; the message says where we looked and how to install."""
-
-
-class ChecksumError(RuntimeError):
-    """A model file does not match its recorded sha256; nothing was loaded."""
-
 
 INSTALL_HINT = (
     "Install the models with `python installer/install.py --models-from DIR` (offline, a folder "
@@ -113,15 +108,6 @@ def known_checksums() -> dict[str, str]:
     return dict(data.get("onnx_sha256", {}))
 
 
-def manifest_path() -> Path | None:
-    """The project's ``models/manifest.json`` (the package links it into ``data/`` so wheels ship it)."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[1] / "data" / "manifest.json", here.parents[3] / "models" / "manifest.json"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 @functools.lru_cache(maxsize=64)
 def _sha256(path: str, size: int, mtime: float) -> str:
     h = hashlib.sha256()
@@ -163,8 +149,6 @@ def installed_models(folder: str | os.PathLike[str] | None = None) -> dict[str, 
         base = models_dir(folder)
     except ModelNotFoundError:
         base = None
-    from .manifest import bodypix_variants
-
     out = {}
     for name in bodypix_variants():
         out[name] = bool(base and (base / bodypix_relpath(name)).is_file())

@@ -213,7 +213,7 @@ class _Installer:
         return model_json
 
     def _convert(self, model_json: Path, dst: Path, require: str | None = "segments") -> None:
-        from .convert.tfjs import convert_file
+        from .convert import convert_file
 
         convert_file(model_json, dst, dilation=self.dilation)
         _smoke_test(dst, require)
@@ -241,7 +241,7 @@ class _Installer:
 
     def _aux_from_npm(self, name: str, spec: dict[str, Any], required: bool) -> None:
         """Originals from the npm tarball (verified), converted to the runtime ONNX and smoke-tested."""
-        from .convert import tfjs as convert
+        from . import convert
         from .convert import tflite as convert_tflite
 
         source = spec["npm"]

@@ -16,11 +16,11 @@ import numpy as np
 
 from .. import render
 from ..bodypix.poses import skeleton
+from ..errors import ChecksumError, ConfigError, ModelNotFoundError
 from ..pipeline import segment
 from ..result import PART_GROUPS, PART_NAMES, Result, part_ids
 from ..runtime.sessions import RuntimeOptions
-from ..runtime.store import ChecksumError, ModelNotFoundError
-from ..settings import ConfigError, Settings, default_settings
+from ..settings import Settings, default_settings
 from .cache import ResultCache, digest, key
 from .protocol import MULTI_PERSON_OPS, Output, Request, WorkerError
 

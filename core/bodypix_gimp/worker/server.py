@@ -49,10 +49,10 @@ from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
+from ..errors import ChecksumError, ModelNotFoundError
 from ..pipeline import get_model
 from ..runtime import sessions
 from ..runtime.sessions import RuntimeOptions
-from ..runtime.store import ChecksumError, ModelNotFoundError
 from .operations import CACHE, build_settings, run
 from .protocol import HEADER_CAP, PROTOCOL, WorkerError, parse_header, read_exact
 

@@ -17,18 +17,12 @@ atrous convolutions with an asymmetric ``(d, 1)`` dilation.  ``dilation="fixed"`
 default) restores the intended ``(d, d)``; ``dilation="tfjs"`` reproduces the JS runtime.
 Dilated convolutions get explicit pads because onnxruntime rejects dilation with
 ``auto_pad=SAME_UPPER``.
-
-Graphs that compute shapes at run time or hold conditionals (any op in
-:data:`GRAPH_ONLY_OPS`, e.g. Robust Video Matting's ``rvm.json``) go to the general NHWC
-converter :mod:`bodypix_gimp.setup.convert.tfjs_graph`; :func:`convert_file` is the one entry point.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,18 +30,14 @@ from typing import Any
 
 import numpy as np
 
-OPSET = 13
-IR_VERSION = 7  # the lowest IR for opset 13: loads in every onnxruntime >= 1.7
+from .onnx_io import IR_VERSION, OPSET, ConversionError, resize_coordinates
+
 DILATION_MODES = ("fixed", "tfjs")
 
 _QUANT_DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16}
 _PLAIN_DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 # TF NHWC axis -> internal NCHW axis (for Concat and 4-D constants).
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1, -1: 1, -2: 3, -3: 2, -4: 0}
-
-
-class ConversionError(ValueError):
-    """The tfjs model cannot be converted; the message names the file and the node."""
 
 
 # --------------------------------------------------------------------------- weights
@@ -449,78 +439,3 @@ def build_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray], dilat
                               producer_name="bodypix-gimp.convert", ir_version=IR_VERSION)
     model.doc_string = f"converted from TF.js graph model; dilation={dilation}"
     return model
-
-
-def convert(model_json_path: str | os.PathLike[str], dilation: str = "fixed") -> Any:
-    """Read ``model-strideN.json`` (or any supported tfjs graph) and its shards; return the ONNX ``ModelProto``.
-
-    Graphs with run-time shapes or conditionals (:data:`GRAPH_ONLY_OPS`, e.g. ``rvm.json``) go to
-    :func:`bodypix_gimp.setup.convert.tfjs_graph.build_graph_onnx`; ``dilation`` applies to BodyPix graphs only.
-    """
-    path = Path(model_json_path)
-    try:
-        model_json = json.loads(path.read_text())
-        nodes = model_json["modelTopology"]["node"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConversionError(f"{path} is not a TF.js graph model: {e}") from None
-    if not nodes:
-        raise ConversionError(f"{path} has no nodes")
-    try:
-        if needs_graph_converter(model_json):
-            from .tfjs_graph import build_graph_onnx
-
-            # float32 dequantisation as tf2onnx does: reproduces the reference RVM conversion
-            weights = read_weights(model_json, path.parent, float32_math=True)
-            return build_graph_onnx(model_json, weights, name=path.stem)
-        weights = read_weights(model_json, path.parent)
-        return build_onnx(model_json, weights, dilation=dilation, name=path.stem)
-    except ConversionError as e:
-        raise ConversionError(f"{path}: {e}") from None
-
-
-# Ops that only the general graph converter (tfjs_graph.py) handles: run-time shape
-# arithmetic, conditionals, splits and reductions.  A graph without any of them (BodyPix,
-# MediaPipe Selfie) keeps this module's NCHW conversion, so its output stays byte-identical.
-GRAPH_ONLY_OPS = frozenset({
-    "Switch", "Merge", "Shape", "StridedSlice", "Pack", "Slice", "Split", "SplitV", "Mean", "Cast",
-    "BroadcastTo", "FloorMod", "SpaceToBatchND", "BatchToSpaceND", "Squeeze", "Equal", "Square",
-})
-
-
-def resize_coordinates(op: str, align_corners: bool, half_pixel_centers: bool) -> str:
-    """ONNX Resize ``coordinate_transformation_mode`` of a TF ResizeBilinear/NearestNeighbor."""
-    if align_corners:
-        return "align_corners"
-    if half_pixel_centers:
-        return "half_pixel" if op == "ResizeBilinear" else "tf_half_pixel_for_nn"
-    return "asymmetric"
-
-
-def needs_graph_converter(model_json: dict[str, Any]) -> bool:
-    """Whether a tfjs graph needs :mod:`bodypix_gimp.setup.convert.tfjs_graph` (e.g. Robust Video Matting)."""
-    return any(n.get("op") in GRAPH_ONLY_OPS for n in model_json["modelTopology"]["node"])
-
-
-def convert_file(model_json_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
-                 dilation: str = "fixed", check: bool = True) -> Path:
-    """Convert and write atomically (temp file + rename): a failed run leaves nothing behind."""
-    return write_onnx(convert(model_json_path, dilation=dilation), out_path, check)
-
-
-def write_onnx(model: Any, out_path: str | os.PathLike[str], check: bool = True) -> Path:
-    """Check an ONNX model and write it atomically (temp file + rename): a failed run leaves nothing."""
-    import onnx
-
-    if check:
-        onnx.checker.check_model(model)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".part", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out

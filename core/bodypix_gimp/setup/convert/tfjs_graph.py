@@ -40,15 +40,14 @@ from typing import Any
 
 import numpy as np
 
+from .onnx_io import ConversionError, resize_coordinates
 from .tfjs import (
-    ConversionError,
     TfjsNode,
     _activation,
     _Builder,
     _conv,
     _window_attrs,
     parse_nodes,
-    resize_coordinates,
 )
 
 OPSET = 13  # Resize, Split/Squeeze/Unsqueeze with tensor inputs, ReduceMean with an axes attribute

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .tfjs import IR_VERSION, OPSET, ConversionError
+from .onnx_io import IR_VERSION, OPSET, ConversionError, write_onnx
 
 # tflite TensorType -> numpy dtype (little-endian buffers)
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
@@ -465,6 +465,4 @@ def convert_file(tflite_path: str | os.PathLike[str], out_path: str | os.PathLik
             data = src.read_bytes()
         except OSError as e:
             raise ConversionError(f"{src}: {e.strerror}") from None
-    from .tfjs import write_onnx
-
     return write_onnx(convert(data, name=src.stem, source=str(src)), out_path, check)
