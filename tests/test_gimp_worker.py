@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bodypix_gimp import PART_NAMES, load_image, segment
+from bodypix_gimp.bodypix.instances import persons_overlapping
 from bodypix_gimp.render import RAINBOW_PART_COLORS
-from bodypix_gimp.worker.operations import build_settings, part_label, persons_overlapping
+from bodypix_gimp.worker.operations import build_settings, part_label
 
 # Protocol tests run BodyPix alone (refinement and fingers are the core's business and tested
 # there); the plug-in's defaults (both on) are exercised in the first test and in real GIMP.

@@ -37,7 +37,7 @@ def test_unknown_method_names_the_allowed_ones() -> None:
 @pytest.mark.parametrize("method", list(edges.METHODS))
 def test_each_method_beats_raw_bodypix_edge(photo, raw, method: str) -> None:  # noqa: ANN001
     rgb, gt = photo
-    mask = edges.refine(rgb, raw.person_prob, raw.person_mask, Settings(refine=method))
+    mask = edges.refine(rgb, raw.person_prob, Settings(refine=method))
     assert mask.shape == gt.shape and mask.dtype == np.uint8
     assert set(np.unique(mask)) <= {0, 255}
     before = metrics.score(raw.person_mask >= 128, gt)
@@ -47,8 +47,8 @@ def test_each_method_beats_raw_bodypix_edge(photo, raw, method: str) -> None:  #
 
 def test_soft_edges_agree_with_hard_mask(photo, raw) -> None:  # noqa: ANN001
     rgb, _ = photo
-    hard = edges.refine(rgb, raw.person_prob, raw.person_mask, Settings(refine="fusion"))
-    soft = edges.refine(rgb, raw.person_prob, raw.person_mask, Settings(refine="fusion", soft_edges=True))
+    hard = edges.refine(rgb, raw.person_prob, Settings(refine="fusion"))
+    soft = edges.refine(rgb, raw.person_prob, Settings(refine="fusion", soft_edges=True))
     partial = (soft > 0) & (soft < 255)
     assert partial.any()  # a real alpha ramp at the edge
     # >= 128 of the soft mask is the hard mask, up to float rounding at the threshold.

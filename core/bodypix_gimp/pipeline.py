@@ -22,10 +22,13 @@ import numpy as np
 
 from .bodypix import decode
 from .bodypix import poses as poses_mod
+from .bodypix.instances import build_persons
 from .bodypix.model import BodyPixModel
 from .errors import ModelNotFoundError
 from .imageio import as_rgb
-from .result import Result
+from .refine import edges, fingers
+from .refine.scale import resize_to
+from .result import Pose, Result
 from .runtime.sessions import RuntimeOptions
 from .settings import Settings
 
@@ -54,10 +57,23 @@ def _stage_needs_models(stage: str, how_to_skip: str) -> Iterator[None]:
         raise ModelNotFoundError(message) from None
 
 
-def sharp_bodypix(model: BodyPixModel, settings: Settings) -> Callable[[np.ndarray], np.ndarray]:
-    """photo -> BodyPix person probability at internal resolution "high" (``refine.fusion.SecondOpinion``)."""
-    sharp = settings.replace(internal_resolution="high")
-    return lambda photo: decode.person_probability(model.run(photo, sharp))
+def refine_edges(
+    model: BodyPixModel, rgb: np.ndarray, prob: np.ndarray, poses: list[Pose], settings: Settings,
+    runtime: RuntimeOptions, small: np.ndarray | None = None,
+) -> np.ndarray:
+    """The edge stage: ``settings.refine``'s method on BodyPix's probability.
+
+    ``small``: the photo's working copy (``edges.small_copy``) when ``segment`` has made it;
+    ``prob`` may then be on its grid.  For the methods that take BodyPix's second opinion
+    (``refine.fusion``), BodyPix runs once more, at internal resolution "high", on a smaller
+    copy of it, and the edge stage gets that probability as an array.
+    """
+    sharp = None
+    if settings.refine in edges.JUDGED_METHODS:
+        small = edges.small_copy(rgb) if small is None else small
+        high = settings.replace(internal_resolution="high")
+        sharp = decode.person_probability(model.run(edges.opinion_photo(small), high))
+    return edges.refine(rgb, prob, settings, runtime, poses, sharp, small)
 
 
 def segment(
@@ -89,12 +105,9 @@ def segment(
     report(0.1, "Running BodyPix")
     small = None
     if settings.refine not in ("none", "snake"):
-        from .refine.edges import WORK_PIXELS
-        from .refine.scale import working_copy
-
         # The edge stage's working copy; for a large photo it is also the network's capped input,
         # so the photo is area-shrunk once.
-        small = working_copy(rgb, WORK_PIXELS)
+        small = edges.small_copy(rgb)
     out = model.run(rgb, settings, small)  # the cached model may have been loaded with other knobs
     lap("network")
     report(0.4, "Decoding masks")
@@ -107,8 +120,6 @@ def segment(
     if small is not None:
         # The edge stage needs the probability on its working grid only: the full-size one
         # (4 bytes a pixel) goes now; the Result recomputes it if it is asked for.
-        from .refine.scale import resize_to
-
         prob = resize_to(prob, small.shape)
     elif settings.refine == "none":
         prob = None
@@ -122,18 +133,14 @@ def segment(
 
     if settings.refine != "none":
         report(0.55, "Refining edges")
-        from .refine import edges
-
         with _stage_needs_models("Edge refinement", "--no-refine, or untick 'Refine edges' in GIMP"):
-            mask = edges.refine(rgb, prob, mask, settings, runtime, poses, sharp_bodypix(model, settings), small)
+            mask = refine_edges(model, rgb, prob, poses, settings, runtime, small)
         lap("refine")
     del prob, small
     if settings.fingers:
         report(0.75, "Recovering fingers")
-        from .refine import fingers as hands
-
         with _stage_needs_models("Finger recovery", "--no-fingers, or untick 'Recover fingers' in GIMP"):
-            mask, parts, hand_info = hands.recover_fingers(rgb, mask, parts, poses, settings, runtime)
+            mask, parts, hand_info = fingers.recover_fingers(rgb, mask, parts, poses, settings, runtime)
         info["hands"] = hand_info
         lap("fingers")
     # Full-size passes as uint8 OpenCV operations (threaded, no bool temporaries): person pixels
@@ -149,8 +156,6 @@ def segment(
     persons, instance_map = [], None
     if settings.multi_person:
         report(0.9, "Separating people")
-        from .bodypix.instances import build_persons
-
         min_pose = settings.score_threshold if settings.min_pose_score is None else settings.min_pose_score
         persons, instance_map, info["instances"] = build_persons(
             out, raw_poses, mask, part_map, min_pose, settings.refine_steps, settings.min_keypoint_score)

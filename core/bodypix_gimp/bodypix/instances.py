@@ -268,3 +268,32 @@ def build_persons(out: BodyPixOutput, raws: list[RawPose], person_mask: np.ndarr
                for new, i in enumerate(order, start=1)]
     return persons, instance_map, info
 
+
+def persons_overlapping(
+    person_mask: np.ndarray, selection: np.ndarray, instance_map: np.ndarray | None = None
+) -> np.ndarray:
+    """Keep only the people that touch the selection (a box around one person in a group).
+
+    A pixel is kept when its 8-connected component of the hard mask touches the selection
+    and, with body-pix's person instances (``instance_map`` from ``multi_person``), its
+    person does too (or no person claimed it): components keep apart people who stand
+    apart, instances split people who touch.  Soft mask values are kept inside the chosen
+    people.
+    """
+    hard = (person_mask >= 128).astype(np.uint8)
+    count, labels = cv2.connectedComponents(hard, connectivity=8)
+    inside = (selection >= 128) & (hard > 0)
+    hit = np.unique(labels[inside])
+    keep = np.isin(labels, hit[hit > 0])
+    if instance_map is not None and instance_map.any():
+        people = np.unique(instance_map[inside])
+        # both must agree: a component the selection touches, and (within it) a touched
+        # person; body-pix can miss a pose (someone cut by the frame) and hand their pixels
+        # to a neighbour's instance, which the component test then removes again
+        keep = keep & (np.isin(instance_map, people[people > 0]) | (instance_map == 0))
+    # soft edges just outside a kept person belong to it: grow the kept area by the
+    # soft fringe (pixels 1..127 adjacent to kept people)
+    if ((person_mask > 0) & (person_mask < 128)).any():
+        grown = cv2.dilate(keep.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=3) > 0
+        keep = keep | (grown & (person_mask > 0) & ~hard.astype(bool))
+    return np.where(keep, person_mask, np.uint8(0))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..result import KEYPOINT_NAMES, POSE_CHAIN, Keypoint, Pose
+from .decode import grid_to_image
 from .model import BodyPixOutput, Geometry
 
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
@@ -195,8 +196,6 @@ def to_work(raw: RawPose, geo: Geometry) -> np.ndarray:
 
 def to_photo(raw: RawPose, geo: Geometry) -> Pose:
     """A decoded pose in photo pixels (``decode.grid_to_image``), as the public ``Pose``."""
-    from .decode import grid_to_image
-
     iy, ix = grid_to_image(geo, raw.yx[:, 0], raw.yx[:, 1])
     kps = [Keypoint(KEYPOINT_NAMES[i], float(ix[i]), float(iy[i]), float(raw.scores[i]))
            for i in range(len(KEYPOINT_NAMES))]

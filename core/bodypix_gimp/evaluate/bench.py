@@ -29,6 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from ..pipeline import segment
+from ..runtime.sessions import RuntimeOptions, choose_providers
+from ..settings import Settings
+
 # Photo sizes in megapixels: timed (with the TF.js reference) and memory-only.
 DEFAULT_SIZES = (0.25, 2.0, 12.0)
 DEFAULT_MEMORY_SIZES = (24.0,)
@@ -94,10 +98,6 @@ def peak_rss_mb() -> float | None:
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Time ``segment`` on one .npy photo; runs in its own process (see ``run_case``)."""
-    from ..pipeline import segment
-    from ..runtime.sessions import RuntimeOptions
-    from ..settings import Settings
-
     image = np.load(spec["photo"])
     settings = Settings(**spec["settings"])
     runtime = RuntimeOptions(**spec["runtime"])
@@ -173,7 +173,6 @@ def reference_times(photos: list[Path], model: str, settings: Any, models: str |
 def machine_info() -> dict[str, Any]:
     import onnxruntime as ort
 
-    from ..runtime.sessions import choose_providers
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None  # other work on the machine skews timings
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),

@@ -19,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..imageio import load_image
+from ..refine.peers import RVM_NETWORK_SIDE
 from ..runtime import store
+from ..setup.convert import convert_file
 
 
 def _feeds(rgb: np.ndarray, ratio: float) -> dict[str, np.ndarray]:
@@ -31,9 +34,6 @@ def _feeds(rgb: np.ndarray, ratio: float) -> dict[str, np.ndarray]:
 def run(models_dir: Path, photo: Path, ratios: list[float], repeat: int, threads: int) -> dict[str, Any]:
     """Measure; returns the report as a dict (times in ms)."""
     import onnxruntime as ort
-
-    from ..imageio import load_image
-    from ..setup.convert import convert_file
 
     tfjs, reference = models_dir / "rvm" / "tfjs" / "rvm.json", models_dir / "rvm" / "rvm_mobilenetv3.onnx"
     rgb = load_image(photo)
@@ -98,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from PIL import Image
 
-        from ..refine.peers import RVM_NETWORK_SIDE
 
         with Image.open(photo) as im:
             ratios = [min(1.0, RVM_NETWORK_SIDE / max(im.size)), 0.25, 0.5, 1.0]

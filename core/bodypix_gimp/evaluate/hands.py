@@ -28,6 +28,8 @@ import numpy as np
 from PIL import Image
 
 from ..imageio import load_image
+from ..pipeline import segment
+from ..refine import fingers as hands_mod
 from ..result import Result
 from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings, default_settings
@@ -174,8 +176,6 @@ def compare(
     ``baselines`` (default ``raw_baselines()``): more configurations scored on the same
     boxes, so "over raw BodyPix" is measured on exactly the hands the product found.
     """
-    from ..pipeline import segment
-
     res_after = segment(image, after, runtime)
     hands = found_hands(res_after)
     if not hands:
@@ -309,9 +309,6 @@ def bench(
     BodyPix runs once; the finger stage then runs ``repeats`` times on its output (after
     one warm-up that loads the hand models), so only the added cost is timed.
     """
-    from ..pipeline import segment
-    from ..refine import fingers as hands_mod
-
     settings = (settings or default_settings()).replace(fingers=True)
     # The finger stage's input as the pipeline hands it over, from raw BodyPix (the worst case).
     raw = segment(image, settings.replace(fingers=False, refine="none"), runtime)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..imageio import atomic_write, load_image, save_png
 from ..render import outline_overlay
+from .datasets import load_sample
 from .harness import DatasetResult, regressions, targets
 
 COLUMNS = (
@@ -106,8 +107,6 @@ def write_overlays(
 
     Files: ``out_dir/overlays/<dataset>/<config>/<rank>_<photo>_iou<IoU>.png``.
     """
-    from .datasets import load_sample
-
     written = []
     for r in results:
         paths = {p.stem: p for p in r.dataset.images}

@@ -1,8 +1,8 @@
 """How long each edge method adds to a photo of a given size (the issue's 2 MP / 12 MP budget).
 
-Refinement time is what ``edges.refine`` takes given BodyPix's full-resolution probability
-and poses: the peer networks it runs (RVM, Selfie, and for ``fusion`` the sharper BodyPix pass
-when a piece is judged) included, the first BodyPix pass excluded.  Each method is
+Refinement time is what the edge stage (``pipeline.refine_edges``) takes given BodyPix's
+full-resolution probability and poses: the peer networks it runs (RVM, Selfie, and for
+``fusion`` the sharper BodyPix pass) included, the first BodyPix pass excluded.  Each method is
 warmed up once and then timed ``repeats`` times; the median and the minimum are reported,
 because the machine may be shared and a single time says little.  The CPU time (all threads
 of this process) is reported too: on a busy machine wall time mostly measures the others,
@@ -16,7 +16,9 @@ import time
 import cv2
 import numpy as np
 
-from ..pipeline import get_model
+from ..bodypix import decode
+from ..bodypix import poses as poses_mod
+from ..pipeline import get_model, refine_edges
 from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings
 
@@ -35,11 +37,6 @@ def refine_timings(
     runtime: RuntimeOptions | None = None,
 ) -> list[dict[str, float | str]]:
     """Rows of (method, megapixels, median ms, min ms) for ``rgb`` resized to each size."""
-    from ..bodypix import decode
-    from ..bodypix import poses as poses_mod
-    from ..pipeline import sharp_bodypix
-    from ..refine import edges
-
     runtime = runtime or RuntimeOptions()
     rows: list[dict[str, float | str]] = []
     for mp in megapixels:
@@ -49,15 +46,14 @@ def refine_timings(
         prob = decode.person_probability(out)
         raw = poses_mod.decode_raw(out, base.max_detections, base.score_threshold, base.nms_radius)
         poses = [poses_mod.to_photo(r, out.geometry) for r in raw]
-        sharp = sharp_bodypix(get_model(base, runtime), base)
-        mask = np.where(prob > base.segmentation_threshold, np.uint8(255), np.uint8(0))
+        model = get_model(base, runtime)
         for m in methods:
             settings = base.replace(refine=m)
-            edges.refine(photo, prob, mask, settings, runtime, poses, sharp)
+            refine_edges(model, photo, prob, poses, settings, runtime)
             times, cpu = [], []
             for _ in range(repeats):
                 t0, c0 = time.perf_counter(), time.process_time()
-                edges.refine(photo, prob, mask, settings, runtime, poses, sharp)
+                refine_edges(model, photo, prob, poses, settings, runtime)
                 times.append((time.perf_counter() - t0) * 1000.0)
                 cpu.append((time.process_time() - c0) * 1000.0)
             rows.append(

@@ -26,10 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from ..errors import ConfigError
 from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings
 from .fusion import VETO_WORK_PIXELS, SecondOpinion, fusion, fusion_fast, skeleton_distance
 from .guided import coefficients_near, guided_filter
+from .peers import rvm_alpha, selfie_probability
 from .scale import diagonal, resize_to, working_copy
 from .snake import snake_mask
 
@@ -148,7 +150,6 @@ def _guided_bodypix(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN20
 
 
 def _selfie_guided(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
-    from .peers import selfie_probability
 
     p = 0.5 * prob_small + 0.5 * selfie_probability(small, runtime)
     radius = max(2, round(diagonal(small.shape) * 0.01))
@@ -156,7 +157,6 @@ def _selfie_guided(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
 
 
 def _rvm(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
-    from .peers import rvm_alpha
 
     return rvm_alpha(small, runtime), RVM_THRESHOLD
 
@@ -176,42 +176,47 @@ METHODS: dict[str, Method | None] = {
 JUDGED_METHODS = ("fusion",)
 
 
+def small_copy(rgb: np.ndarray) -> np.ndarray:
+    """The copy of the photo the methods work on (at most WORK_PIXELS)."""
+    return working_copy(rgb, WORK_PIXELS)
+
+
+def opinion_photo(small: np.ndarray) -> np.ndarray:
+    """What BodyPix's sharper pass looks at for the second opinion: ``small_copy`` shrunk to VETO_WORK_PIXELS."""
+    return working_copy(small, VETO_WORK_PIXELS)
+
+
 def refine(
     rgb: np.ndarray,
     prob: np.ndarray,
-    mask: np.ndarray,
     settings: Settings,
     runtime: RuntimeOptions | None = None,
     poses: list | None = None,
-    sharp_bodypix: Callable[[np.ndarray], np.ndarray] | None = None,
+    sharp: np.ndarray | None = None,
     small: np.ndarray | None = None,
 ) -> np.ndarray:
     """The pipeline's edge stage: ``settings.refine`` names the method.
 
     Returns uint8 HxW, 0/255, or a 0..255 alpha with ``settings.soft_edges`` (>= 128 is the
-    hard mask).  ``prob`` is BodyPix's full-resolution person probability; ``mask`` its
-    thresholded mask (unused by the current methods, kept for the pipeline's contract).
-    ``poses`` (BodyPix's, photo pixels) and ``sharp_bodypix`` (photo -> BodyPix person
-    probability at internal resolution "high") are the ``SecondOpinion`` of JUDGED_METHODS;
-    without ``sharp_bodypix`` those methods behave as ``fusion-blend``.  ``small``: the
-    photo's working copy (``working_copy(rgb, WORK_PIXELS)``) when the caller already made it;
-    ``prob`` may then be given on that grid already (what ``resize_to`` makes of it).
+    hard mask).  ``prob`` is BodyPix's full-resolution person probability, or already on the
+    grid of ``small`` (what ``resize_to`` makes of it).  ``poses`` (BodyPix's, photo pixels) and
+    ``sharp`` (BodyPix's person probability at internal resolution "high" on
+    ``opinion_photo(small)``) are the ``SecondOpinion`` of JUDGED_METHODS; without ``sharp``
+    those methods behave as ``fusion-blend``.  ``small``: the photo's working copy
+    (``small_copy(rgb)``) when the caller has made it already.
     """
     if settings.refine not in METHODS:
-        from ..errors import ConfigError
-
         allowed = ", ".join(["none", *METHODS])
         raise ConfigError(f"Unknown refine method {settings.refine!r}. Should be one of {allowed}")
     if settings.refine == "snake":
         return _snake(rgb, prob, settings.soft_edges)
-    if small is None:
-        small = working_copy(rgb, WORK_PIXELS)
+    small = small_copy(rgb) if small is None else small
     prob_small = resize_to(prob, small.shape)
     opinion = None
-    if settings.refine in JUDGED_METHODS and sharp_bodypix is not None:
+    if settings.refine in JUDGED_METHODS and sharp is not None:
         scale = (small.shape[1] / rgb.shape[1], small.shape[0] / rgb.shape[0])
         far = skeleton_distance(small.shape[:2], poses or [], scale)
-        opinion = SecondOpinion(far, sharp_bodypix(working_copy(small, VETO_WORK_PIXELS)))
+        opinion = SecondOpinion(far, sharp)
     p, threshold = METHODS[settings.refine](small, prob_small, runtime, opinion)
     return upsample_band(rgb, small, p, threshold, settings.soft_edges)
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..runtime.sessions import RuntimeOptions
+from .peers import rvm_alpha, selfie_probability
 from .scale import diagonal, resize_to
 
 # Fusion weights and threshold, chosen on human_seg_300 (see README "Evaluation"): RVM
@@ -94,8 +95,6 @@ def peer_probabilities(
     scored IoU +0.003 and boundary F@2px +0.013 on human_seg_300 (Selfie +0.002 F@2px), for
     twice the network time.
     """
-    from .peers import rvm_alpha, selfie_probability
-
     alpha = rvm_alpha(rgb, runtime)
     selfie = selfie_probability(rgb, runtime)
     if flip:

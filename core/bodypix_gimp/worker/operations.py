@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import render
+from ..bodypix.instances import persons_overlapping
 from ..bodypix.poses import skeleton
 from ..errors import ChecksumError, ConfigError, ModelNotFoundError
 from ..pipeline import segment
@@ -64,38 +65,6 @@ def intersect(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tup
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
     return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
-
-
-def persons_overlapping(
-    person_mask: np.ndarray, selection: np.ndarray, instance_map: np.ndarray | None = None
-) -> np.ndarray:
-    """Keep only the people that touch the selection (a box around one person in a group).
-
-    A pixel is kept when its 8-connected component of the hard mask touches the selection
-    and, with body-pix's person instances (``instance_map`` from ``multi_person``), its
-    person does too (or no person claimed it): components keep apart people who stand
-    apart, instances split people who touch.  Soft mask values are kept inside the chosen
-    people.
-    """
-    import cv2
-
-    hard = (person_mask >= 128).astype(np.uint8)
-    count, labels = cv2.connectedComponents(hard, connectivity=8)
-    inside = (selection >= 128) & (hard > 0)
-    hit = np.unique(labels[inside])
-    keep = np.isin(labels, hit[hit > 0])
-    if instance_map is not None and instance_map.any():
-        people = np.unique(instance_map[inside])
-        # both must agree: a component the selection touches, and (within it) a touched
-        # person; body-pix can miss a pose (someone cut by the frame) and hand their pixels
-        # to a neighbour's instance, which the component test then removes again
-        keep = keep & (np.isin(instance_map, people[people > 0]) | (instance_map == 0))
-    # soft edges just outside a kept person belong to it: grow the kept area by the
-    # soft fringe (pixels 1..127 adjacent to kept people)
-    if ((person_mask > 0) & (person_mask < 128)).any():
-        grown = cv2.dilate(keep.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=3) > 0
-        keep = keep | (grown & (person_mask > 0) & ~hard.astype(bool))
-    return np.where(keep, person_mask, np.uint8(0))
 
 
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -245,10 +214,16 @@ def segment_cached(
 
 
 def run(
-    req: Request, rgba: np.ndarray, selection: np.ndarray | None, progress: Callable[[float, str], None]
+    req: Request,
+    settings: Settings,
+    rgba: np.ndarray,
+    selection: np.ndarray | None,
+    progress: Callable[[float, str], None],
 ) -> dict:
-    """Compute what ``req.op`` asks for and write it; returns the result description."""
-    settings = build_settings(req.options)
+    """Compute what ``req.op`` asks for and write it; returns the result description.
+
+    ``settings``: ``build_settings(req.options)``, made once per request by the server.
+    """
     if selection is not None or req.op in MULTI_PERSON_OPS:  # these need to tell people apart
         settings = settings.replace(multi_person=True)
     if req.op == "select-parts":
