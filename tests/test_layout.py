@@ -34,8 +34,9 @@ ALLOWED: dict[str, set[str]] = {
     "cli": CORE | {"worker", "evaluate", "setup", "batch", "__init__"},
     "__init__": BASE | {"runtime", "pipeline"},
 }
-# Function-local imports of package modules only where they buy start-up time (see the comment there).
-LAZY_OK = {"cli"}
+# Function-local imports of package modules only where they buy start-up time: the CLI builds
+# its parser without loading the pipeline; batch/ loads the optional Ray engine only when asked.
+LAZY_OK = {"cli", "batch"}
 
 
 def modules() -> dict[str, Path]:
@@ -94,7 +95,8 @@ def test_imports_go_down_the_layers_only() -> None:
 
 
 def test_no_import_circles() -> None:
-    g = {m: {t for t, _, _ in edges} for m, edges in graph().items()}
+    # a start-up import inside a front-end function is not an edge of the module graph
+    g = {m: {t for t, lazy, _ in edges if not (lazy and unit(m) in LAZY_OK)} for m, edges in graph().items()}
     circles, done = [], set()
 
     def walk(m: str, path: list[str]) -> None:

@@ -53,6 +53,8 @@ from ..runtime.manifest import (
 from ..runtime.store import (  # sets/set-*: versioned sets; current.json names the one in use
     POINTER_FILE,
     SETS_DIR,
+    ModelNotFoundError,
+    active_folder,
     user_models_dir,
 )
 from . import convert, npm
@@ -365,8 +367,6 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
 
 def _current_set(target: Path) -> Path | None:
     """The folder whose files are in use: the current set, an older install's plain folder, or None."""
-    from ..runtime.store import ModelNotFoundError, active_folder
-
     if not target.is_dir():
         return None
     try:
