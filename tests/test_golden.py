@@ -23,3 +23,13 @@ def test_quick_subset_unchanged() -> None:
 @pytest.mark.slow
 def test_every_eval_photo_unchanged() -> None:
     assert golden.differences(golden.photos()) == []
+
+
+def test_segment_without_settings_is_the_product_pipeline() -> None:
+    """``bodypix_gimp.segment(image)`` gives the product's masks (the record's "product" entry)."""
+    from bodypix_gimp import load_image, segment
+
+    name = "seed/jim.jpg"
+    result = segment(load_image(golden.EVAL / name))
+    want = golden.load_record()[name]["product"]
+    assert (golden.sha(result.person_mask), golden.sha(result.part_map)) == (want["person_mask"], want["part_map"])

@@ -2,9 +2,10 @@
 
 Public API (arrays in, arrays out; never imports GIMP)::
 
-    from bodypix_gimp import Settings, segment
-    result = segment(rgb_uint8_array, Settings(output_stride=16))
+    from bodypix_gimp import Settings, load_image, segment
+    result = segment(load_image("photo.jpg"))             # the product's best pipeline
     result.person_mask, result.part_map, result.poses
+    raw = segment(photo, Settings.bodypix_faithful())     # body-pix 2.x as TF.js computes it
 """
 
 from .errors import ChecksumError, ConfigError, InputError, ModelNotFoundError

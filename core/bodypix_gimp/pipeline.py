@@ -84,9 +84,11 @@ def segment(
 ) -> Result:
     """Segment the people in ``image`` (HxW[x3|x4] uint8) with the full pipeline.
 
+    ``settings`` default to the product's best pipeline (``Settings.product()``, what the CLI
+    and GIMP run); ``Settings.bodypix_faithful()`` is raw body-pix 2.x.
     ``progress(fraction, message)`` is called between stages; raising from it cancels.
     """
-    settings = settings or Settings()
+    settings = settings or Settings.product()
     runtime = runtime or RuntimeOptions()
     report = progress or (lambda f, m: None)
     timings: dict[str, float] = {}

@@ -84,6 +84,16 @@ class Settings:
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
+    @classmethod
+    def product(cls, **changes: Any) -> Settings:
+        """The product's best pipeline (``PRODUCT_DEFAULTS``): what ``segment(image)``, the CLI and GIMP run."""
+        return cls(**{**PRODUCT_DEFAULTS, **changes})
+
+    @classmethod
+    def bodypix_faithful(cls, **changes: Any) -> Settings:
+        """body-pix 2.x's own defaults, raw BodyPix as the TF.js reference computes it (``Settings()``)."""
+        return cls(**changes)
+
 
 def model_name(architecture: str, multiplier: float, quant_bytes: int, output_stride: int) -> str:
     """``mobilenet075-quant2-stride16`` or ``resnet50-float-stride32``."""
@@ -180,24 +190,16 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"Invalid max_input_pixels {s.max_input_pixels}. Should be >= 10000")
 
 
-# The product's best pipeline.  body-pix's own defaults stay in ``Settings()``; these are
-# what the CLI, the GIMP plug-in and the evaluation's "default" configuration use.  Each
-# value is chosen by measurement (see README, "Evaluation").
+# The product's best pipeline (``Settings.product()``): what ``segment(image)``, the CLI, GIMP and
+# the evaluation's "default" run; body-pix's own defaults stay in ``Settings()``.  Each value is
+# chosen by measurement: docs/evaluation.md and the README's "Results".
 PRODUCT_DEFAULTS: dict[str, Any] = {
-    # Edges: BodyPix + Selfie + RVM fusion won every metric on human_seg_300 (`bodypix-gimp eval`);
-    # BodyPix's second opinion (object veto, re-vote) fixed the 3 photos where the blend was more
-    # than 1 IoU point worse than raw BodyPix (pram, bag, striped trousers).
-    "refine": "fusion",
-    # Fingers: hand-box IoU +5.1 points over raw BodyPix (+13.0 for hands against the
-    # background), +0.9 over fusion edges (+2.9); the whole pipeline +12.5 over raw BodyPix
-    # at body-pix's defaults on the same boxes; `bodypix-gimp hands eval`.
-    "fingers": True,
-    # Group photos: poses from 0.25 become people (body-pix: 0.4); 19 group photos, 51 people:
-    # missed 14 -> 5, extra 1 -> 1 (bodypix-gimp eval-persons --product).
-    "min_pose_score": 0.25,
+    "refine": "fusion",  # edges: the best mask on every set and metric that matters (`make eval`)
+    "fingers": True,  # hand-box IoU 94.8 -> 95.7 (`bodypix-gimp hands eval`)
+    "min_pose_score": 0.25,  # group photos: missed people 14 -> 5 (`bodypix-gimp eval-persons --product`)
 }
 
 
 def default_settings(**changes: Any) -> Settings:
-    """The best pipeline (``PRODUCT_DEFAULTS``) with ``changes`` applied."""
-    return Settings(**{**PRODUCT_DEFAULTS, **changes})
+    """The best pipeline (``PRODUCT_DEFAULTS``) with ``changes`` applied (``Settings.product``)."""
+    return Settings.product(**changes)
