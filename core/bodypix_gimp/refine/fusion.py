@@ -18,36 +18,18 @@ from ..runtime.sessions import RuntimeOptions
 from .peers import rvm_alpha, selfie_probability
 from .scale import diagonal, resize_to
 
-# Fusion weights and threshold, chosen on human_seg_300 (see README "Evaluation"): RVM
-# places the edge best, Selfie and BodyPix mostly vote on which regions are a person.
-# The threshold is below 0.5 because human_seg_300's reference edges sit ~1.3 px outside
-# RVM's 0.5 contour; P3M's mattes (alpha 128) sit nearer 0.5 (there 0.5 scores F@2px +0.1),
-# so the two references disagree by about a pixel and 0.35 follows the issue's target set.
-# A gate that dropped fused foreground far from BodyPix's region ("BodyPix decides who")
-# was tried and removed: +0.000 IoU on human_seg_300, -0.016 on p3m, where BodyPix misses
-# whole limbs the peers find.
+# Blend weights and threshold: RVM places the edge, Selfie and BodyPix vote (docs/evaluation.md, "Fusion").
 FUSION_WEIGHTS = {"bodypix": 0.1, "selfie": 0.2, "rvm": 0.7}
 FUSION_THRESHOLD = 0.35
-# ``fusion`` adds the mirrored pass for photos up to this size (see ``_fusion``).
+# ``fusion`` adds the mirrored pass for photos up to this size (docs/evaluation.md, edge timing).
 FLIP_MAX_PIXELS = 500_000
-# Object veto (``veto_objects``): fused foreground farther than VETO_DISTANCE torso lengths
-# from every confident pose's skeleton, in a piece of at least VETO_MIN_AREA of the photo not
-# touching the photo's border, is dropped when a sharper BodyPix pass (internal resolution
-# "high") gives it a mean person probability below VETO_BODYPIX.  human_seg_300 / p3m results
-# hold for distance 0.5-0.8, area 0-0.003 and probability 0.2-0.35 (README "Evaluation").
+# Object veto (``veto_objects``): distance in torso lengths, piece area, BodyPix level (docs/evaluation.md).
 VETO_DISTANCE, VETO_MIN_AREA, VETO_BODYPIX = 0.5, 0.001, 0.2
-# The sharper pass looks at a copy of at most this many pixels (human_seg_300's photo size):
-# its cost stays fixed (~25 ms, against ~100 ms on the 1 MP working copy of a 2 MP photo)
-# and its judgement does not change with the photo's pixel count (on the 1 MP copy BodyPix
-# put the pram at 0.20-0.22, on 0.25-0.5 MP at 0.03-0.11).
+# The sharper pass's copy: fixed cost, judgement independent of the photo's size (docs/evaluation.md).
 VETO_WORK_PIXELS = 250_000
 # Poses and keypoints below these scores are not trusted to draw a skeleton.
 VETO_POSE_SCORE, VETO_KEYPOINT_SCORE = 0.3, 0.3
-# Re-vote (``revote_disputed``): where the sharper BodyPix pass is above REVOTE_BODYPIX but the
-# fusion says background, the part left after an erosion by REVOTE_CORE of the diagonal (BodyPix's
-# spill band is about that wide) must keep at least REVOTE_MIN_AREA of the photo to count as a
-# solid piece of person.  human_seg_300 / p3m results hold for core 0.01-0.02, area 0.0002-0.001
-# and probability 0.5-0.6 (README "Evaluation").
+# Re-vote (``revote_disputed``): erosion (share of the diagonal), core area, BodyPix level (docs/evaluation.md).
 REVOTE_CORE, REVOTE_MIN_AREA, REVOTE_BODYPIX = 0.015, 0.0005, 0.5
 # Keypoint pairs drawn as the skeleton: limbs, torso (with diagonals so it is filled), face.
 SKELETON = (
