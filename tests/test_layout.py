@@ -37,6 +37,9 @@ ALLOWED: dict[str, set[str]] = {
 # Function-local imports of package modules only where they buy start-up time: the CLI builds
 # its parser without loading the pipeline; batch/ loads the optional Ray engine only when asked.
 LAZY_OK = {"cli", "batch"}
+# Modules whose function-local imports measure something: the memory a fresh process has
+# before it loads the pipeline.
+LAZY_MODULES = {"evaluate.scale"}
 
 
 def modules() -> dict[str, Path]:
@@ -96,7 +99,8 @@ def test_imports_go_down_the_layers_only() -> None:
 
 def test_no_import_circles() -> None:
     # a start-up import inside a front-end function is not an edge of the module graph
-    g = {m: {t for t, lazy, _ in edges if not (lazy and unit(m) in LAZY_OK)} for m, edges in graph().items()}
+    g = {m: {t for t, lazy, _ in edges if not (lazy and (unit(m) in LAZY_OK or m in LAZY_MODULES))}
+         for m, edges in graph().items()}
     circles, done = [], set()
 
     def walk(m: str, path: list[str]) -> None:
@@ -116,7 +120,7 @@ def test_no_import_circles() -> None:
 
 def test_function_local_imports_only_in_the_front_ends() -> None:
     hidden = [f"{m}:{line} imports {t}" for m, edges in graph().items() for t, lazy, line in edges
-              if lazy and unit(m) not in LAZY_OK]
+              if lazy and unit(m) not in LAZY_OK and m not in LAZY_MODULES]
     assert hidden == []
 
 

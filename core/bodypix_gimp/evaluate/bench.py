@@ -32,6 +32,7 @@ import numpy as np
 from ..pipeline import segment
 from ..runtime.sessions import RuntimeOptions, choose_providers
 from ..settings import Settings
+from .memory import peak_rss_mb
 
 # Photo sizes in megapixels: timed (with the TF.js reference) and memory-only.
 DEFAULT_SIZES = (0.25, 2.0, 12.0)
@@ -72,28 +73,6 @@ def resized_photo(rgb: np.ndarray, megapixels: float) -> np.ndarray:
 
 
 # ---- one case in a fresh process ---------------------------------------------------------------
-
-
-def peak_rss_mb() -> float | None:
-    """RSS high-water mark of this process in MiB (None where it cannot be read, e.g. Windows).
-
-    Linux: ``VmHWM`` from /proc, which belongs to this program's own memory map.  Not
-    ``ru_maxrss``: Linux keeps that across fork+exec, so a child would report its parent's
-    peak (the bench parent holds the 24 MP photos) whenever that is the larger one.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    try:
-        import resource
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:

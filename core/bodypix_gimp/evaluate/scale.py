@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .memory import peak_rss_mb
+
 DEFAULT_SIZES = (1.0, 12.0, 24.0)
 DEFAULT_MEMORY_SIZES = (64.0, 150.0)
 TARGET_RATIO_12_TO_1 = 1.6
@@ -72,8 +74,6 @@ def measure(mode: str, report: Path, argv: list[str]) -> int:
     ``cli``: ``argv`` are the command's arguments; ``segment``: ``argv`` are photo paths (the
     product defaults, models from ``$BODYPIX_MODELS``).
     """
-    from .bench import peak_rss_mb
-
     record: dict[str, Any] = {"mode": mode, "base_rss_mib": peak_rss_mb()}
     t0 = time.perf_counter()
     if mode == "cli":
