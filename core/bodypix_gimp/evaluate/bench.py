@@ -75,7 +75,7 @@ def resized_photo(rgb: np.ndarray, megapixels: float) -> np.ndarray:
 # ---- one case in a fresh process ---------------------------------------------------------------
 
 
-def worker(spec: dict[str, Any]) -> dict[str, Any]:
+def measure_case(spec: dict[str, Any]) -> dict[str, Any]:
     """Time ``segment`` on one .npy photo; runs in its own process (see ``run_case``)."""
     image = np.load(spec["photo"])
     settings = Settings(**spec["settings"])
@@ -237,6 +237,6 @@ def markdown_report(report: dict[str, Any], table: str) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        print(json.dumps(worker(json.loads(sys.argv[2]))))
+        print(json.dumps(measure_case(json.loads(sys.argv[2]))))
         sys.exit(0)
     sys.exit("usage: bodypix-gimp bench [options] (this module's --worker mode is internal)")

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..pipeline import segment
-from ..refine import peers as matting
+from ..refine import peers
 from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings, default_settings
 
@@ -33,9 +33,9 @@ class Config:
             res = segment(rgb, self.settings, runtime)
             return res.person_mask, res.part_map, res.info
         if self.model == "rvm":
-            prob = matting.rvm_alpha(rgb, runtime)
+            prob = peers.rvm_alpha(rgb, runtime)
         elif self.model == "selfie":
-            prob = matting.selfie_probability(rgb, runtime)
+            prob = peers.selfie_probability(rgb, runtime)
         else:
             raise ConfigError(f"Unknown peer model {self.model!r}. Should be one of rvm, selfie")
         return np.where(prob > 0.5, np.uint8(255), np.uint8(0)), None, {}

@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..imageio import load_image
 from ..pipeline import segment
-from ..refine import fingers as hands_mod
+from ..refine import fingers as finger_stage
 from ..result import Result
 from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings, default_settings
@@ -313,12 +313,12 @@ def bench(
     # The finger stage's input as the pipeline hands it over, from raw BodyPix (the worst case).
     raw = segment(image, settings.replace(fingers=False, refine="none"), runtime)
     mask, parts, poses = raw.person_mask, raw.part_map, raw.poses
-    _, _, info = hands_mod.recover_fingers(image, mask, parts, poses, settings, runtime)
+    _, _, info = finger_stage.recover_fingers(image, mask, parts, poses, settings, runtime)
     n = len([h for h in info["hands"] if "skipped" not in h])
     runs, cpu = [], []
     for _ in range(repeats):
         t, c = time.perf_counter(), time.process_time()
-        hands_mod.recover_fingers(image, mask, parts, poses, settings, runtime)
+        finger_stage.recover_fingers(image, mask, parts, poses, settings, runtime)
         runs.append((time.perf_counter() - t) * 1000)
         cpu.append((time.process_time() - c) * 1000)
     med = statistics.median(runs)
