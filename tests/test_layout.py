@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "worker": CORE,
     "evaluate": CORE | {"setup"},  # bench_convert times the converter
     "batch": CORE,
-    "setup": {"errors", "settings", "runtime"},
+    "setup": BASE | {"runtime"},
     "cli": CORE | {"worker", "evaluate", "setup", "batch", "__init__"},
     "__init__": BASE | {"runtime", "pipeline"},
 }

@@ -14,7 +14,7 @@ Stages, each a plain array function so the evaluation harness can combine them f
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import cv2
@@ -28,11 +28,9 @@ from .errors import ModelNotFoundError
 from .imageio import as_rgb
 from .refine import edges, fingers
 from .refine.scale import resize_to
-from .result import Pose, Result
+from .result import Pose, Progress, Result
 from .runtime.sessions import RuntimeOptions
 from .settings import Settings
-
-Progress = Callable[[float, str], None]
 
 _models: dict[tuple[object, ...], BodyPixModel] = {}
 

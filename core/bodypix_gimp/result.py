@@ -52,6 +52,10 @@ POSE_CHAIN = (
 )  # fmt: skip
 
 
+# progress(fraction 0..1, message): how long calls report; raising from it cancels the work.
+Progress = Callable[[float, str], None]
+
+
 @dataclass(frozen=True)
 class Keypoint:
     part: str

@@ -12,6 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..runtime.sessions import sigmoid
 from .model import BodyPixOutput, Geometry
 from .resize import Axis, apply_cols, apply_rows, axis_matrix, crop_axis, resize_axis, strips
 
@@ -39,10 +40,6 @@ def to_input_grid(head: np.ndarray, geo: Geometry) -> np.ndarray:
     return apply_cols(apply_rows(head, rows), cols)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def person_probability(out: BodyPixOutput, size: tuple[int, int] | None = None) -> np.ndarray:
     """Person probability (float32, HxW, 0..1) at ``size`` (default: the photo's size).
 
@@ -52,7 +49,7 @@ def person_probability(out: BodyPixOutput, size: tuple[int, int] | None = None) 
     """
     geo = out.geometry
     out_h, out_w = size or (geo.height, geo.width)
-    grid = _sigmoid(to_input_grid(out.segments[..., 0], geo)).astype(np.float32)
+    grid = sigmoid(to_input_grid(out.segments[..., 0], geo)).astype(np.float32)
     rows, cols = _crop_axes(geo, out_h, out_w)
     (sx, ox), (sy, oy) = _affine(cols), _affine(rows)
     m = np.array([[sx, 0.0, ox], [0.0, sy, oy]], np.float64)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelNotFoundError
-from ..runtime.sessions import RuntimeOptions, session
+from ..runtime.sessions import RuntimeOptions, session, sigmoid
 from ..runtime.store import bodypix_relpath, model_path
 from ..settings import Settings
 from .resize import apply_cols, apply_rows, resize_axis
@@ -174,7 +174,7 @@ class BodyPixModel:
         heads = list(self.output_names)
         values = self.session.run([self.output_names[k] for k in heads], {self.input_name: x})
         out = {k: v[0].astype(np.float32, copy=False) for k, v in zip(heads, values, strict=True)}
-        out["heatmaps"] = 1.0 / (1.0 + np.exp(-out["heatmaps"]))
+        out["heatmaps"] = sigmoid(out["heatmaps"])
         empty = np.zeros(out["segments"].shape[:2] + (0,), np.float32)
         return BodyPixOutput(
             geometry=geo,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..result import POSE_CHAIN
 from ..runtime.sessions import RuntimeOptions
 from .peers import rvm_alpha, selfie_probability
 from .scale import diagonal, resize_to
@@ -31,14 +32,10 @@ VETO_WORK_PIXELS = 250_000
 VETO_POSE_SCORE, VETO_KEYPOINT_SCORE = 0.3, 0.3
 # Re-vote (``revote_disputed``): erosion (share of the diagonal), core area, BodyPix level (docs/evaluation.md).
 REVOTE_CORE, REVOTE_MIN_AREA, REVOTE_BODYPIX = 0.015, 0.0005, 0.5
-# Keypoint pairs drawn as the skeleton: limbs, torso (with diagonals so it is filled), face.
-SKELETON = (
-    ("leftShoulder", "rightShoulder"), ("leftShoulder", "leftElbow"), ("leftElbow", "leftWrist"),
-    ("rightShoulder", "rightElbow"), ("rightElbow", "rightWrist"), ("leftShoulder", "leftHip"),
-    ("rightShoulder", "rightHip"), ("leftHip", "rightHip"), ("leftHip", "leftKnee"), ("leftKnee", "leftAnkle"),
-    ("rightHip", "rightKnee"), ("rightKnee", "rightAnkle"), ("nose", "leftEye"), ("nose", "rightEye"),
-    ("leftEye", "leftEar"), ("rightEye", "rightEar"), ("leftShoulder", "rightHip"),
-    ("rightShoulder", "leftHip"), ("nose", "leftShoulder"), ("nose", "rightShoulder"),
+# The skeleton drawn for the veto: body-pix's POSE_CHAIN plus cross pieces that fill the torso.
+SKELETON = POSE_CHAIN + (
+    ("leftShoulder", "rightShoulder"), ("leftHip", "rightHip"),
+    ("leftShoulder", "rightHip"), ("rightShoulder", "leftHip"),
 )
 
 

@@ -19,14 +19,13 @@ legacy solutions); the arithmetic is a few lines each.  Everything works in imag
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from ..runtime.sessions import RuntimeOptions, session
+from ..runtime.sessions import RuntimeOptions, session, sigmoid
 from ..runtime.store import AUX_MODELS, model_path
 
 PALM_SIZE = 192
@@ -91,11 +90,6 @@ class Hand:
         return float(np.hypot(*(self.landmarks[9, :2] - self.landmarks[0, :2])))
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-@functools.lru_cache(maxsize=1)
 def palm_anchors() -> np.ndarray:
     """2016x2 anchor centres (x, y) in [0, 1], in the order the model emits them.
 
@@ -177,7 +171,7 @@ class HandModels:
         crop = _warp(rgb, to_image, PALM_SIZE)
         x = (crop.astype(np.float32) / 255.0)[None]
         raw, logits = self.palm.run(None, {self.palm.get_inputs()[0].name: x})
-        raw, scores = raw[0], _sigmoid(np.clip(logits[0, :, 0], -100, 100))
+        raw, scores = raw[0], sigmoid(np.clip(logits[0, :, 0], -100, 100))
         keep = scores >= threshold
         if not keep.any():
             return []

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..runtime.sessions import RuntimeOptions, session
 from ..runtime.store import AUX_MODELS, model_path
+from .scale import working_copy
 
 # RVM runs on a copy of the photo no larger than this many pixels; its own deep guided
 # filter brings the alpha back to that copy's size, and we upsample the rest of the way.
@@ -37,15 +38,6 @@ def _session(name: str, runtime: RuntimeOptions | None):
     return session(path, runtime.force_cpu, runtime.threads)
 
 
-def _shrink(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
-    """Area-downscale ``rgb`` to at most ``max_pixels`` (no-op when already small)."""
-    h, w = rgb.shape[:2]
-    if h * w <= max_pixels:
-        return rgb
-    s = (max_pixels / (h * w)) ** 0.5
-    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-
-
 def _grow(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if a.shape[:2] == shape:
         return a
@@ -65,7 +57,7 @@ def rvm_alpha(
     """
     sess = _session("rvm", runtime)
     h, w = rgb.shape[:2]
-    small = _shrink(rgb, max_pixels)
+    small = working_copy(rgb, max_pixels)
     sh, sw = small.shape[:2]
     ratio = float(min(1.0, network_side / max(sh, sw)))
     # RVM's layers need a few pixels on each side at its working scale (a 1-2 px photo or a

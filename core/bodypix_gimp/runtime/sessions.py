@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 ENV_FORCE_CPU = "BODYPIX_FORCE_CPU"
 ENV_THREADS = "BODYPIX_THREADS"
 
@@ -76,3 +78,8 @@ def session(path: str | os.PathLike[str], force_cpu: bool | None = None, threads
             sess = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
             _sessions[key] = sess
         return sess
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logits -> probabilities, for the heads whose graphs leave the activation to the caller."""
+    return 1.0 / (1.0 + np.exp(-x))

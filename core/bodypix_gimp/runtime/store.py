@@ -108,13 +108,18 @@ def known_checksums() -> dict[str, str]:
     return dict(data.get("onnx_sha256", {}))
 
 
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime: float) -> str:
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime: float) -> str:
+    return sha256_of(path)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -20,10 +20,10 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
-Progress = Callable[[float, str], None]
+from ..errors import ChecksumError
+from ..result import Progress
 
 CHUNK = 1 << 16
 USER_AGENT = "bodypix-gimp-setup/1"
@@ -33,7 +33,7 @@ class DownloadError(RuntimeError):
     """The file could not be fetched completely; nothing was kept."""
 
 
-class ChecksumMismatchError(DownloadError):
+class ChecksumMismatchError(DownloadError, ChecksumError):
     """The fetched bytes do not match the recorded sha256; nothing was kept."""
 
 
@@ -63,14 +63,6 @@ def plain_file_name(name: object) -> bool:
         and _NOT_IN_NAMES.search(name) is None
         and _DEVICES.fullmatch(name.split(".", 1)[0].rstrip(" ")) is None
     )
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch(url: str, dest: str | os.PathLike[str], sha256: str | None = None, *,

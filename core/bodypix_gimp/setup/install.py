@@ -35,11 +35,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..result import Progress
 from ..runtime.manifest import (
     BODYPIX_BASE_URL,
     ManifestError,
@@ -55,15 +55,15 @@ from ..runtime.store import (  # sets/set-*: versioned sets; current.json names 
     SETS_DIR,
     ModelNotFoundError,
     active_folder,
+    sha256_of,
     user_models_dir,
 )
 from . import convert, npm
 from .convert import convert_file
 from .convert import tflite as convert_tflite
 from .convert.tfjs import shard_paths
-from .download import ChecksumMismatchError, fetch, plain_file_name, sha256_of
+from .download import ChecksumMismatchError, fetch, plain_file_name
 
-Progress = Callable[[float, str], None]
 CHECKSUMS_FILE = "checksums.json"
 
 

@@ -25,14 +25,13 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from ..result import Progress
 from .download import CHUNK, LOCAL_ERRNOS, USER_AGENT, ChecksumMismatchError, DownloadError
 
-Progress = Callable[[float, str], None]
 REGISTRY = "https://registry.npmjs.org/"
 
 

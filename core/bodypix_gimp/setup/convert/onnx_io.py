@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ...imageio import atomic_write
+
+# Resize, Split/Squeeze/Unsqueeze with tensor inputs, ReduceMean with an axes attribute
 OPSET = 13
 IR_VERSION = 7  # the lowest IR for opset 13: loads in every onnxruntime >= 1.7
 
@@ -31,13 +33,13 @@ def write_onnx(model: Any, out_path: str | os.PathLike[str], check: bool = True)
     if check:
         onnx.checker.check_model(model)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".part", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(out, lambda tmp: tmp.write_bytes(model.SerializeToString()))
     return out
+
+
+def make_model(graph: Any, producer: str) -> Any:
+    """The ``ModelProto`` around a converted graph, at OPSET and IR_VERSION."""
+    from onnx import helper
+
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                             producer_name=producer, ir_version=IR_VERSION)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_io import IR_VERSION, OPSET, ConversionError, resize_coordinates
+from .onnx_io import ConversionError, make_model, resize_coordinates
 
 DILATION_MODES = ("fixed", "tfjs")
 
@@ -435,7 +435,6 @@ def build_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray], dilat
 
     inits = [numpy_helper.from_array(v, k) for k, v in b.initializers.items()]
     graph = helper.make_graph(b.nodes, name, graph_inputs, outputs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="bodypix-gimp.convert", ir_version=IR_VERSION)
+    model = make_model(graph, "bodypix-gimp.convert")
     model.doc_string = f"converted from TF.js graph model; dilation={dilation}"
     return model

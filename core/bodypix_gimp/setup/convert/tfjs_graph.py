@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_io import ConversionError, resize_coordinates
+from .onnx_io import ConversionError, make_model, resize_coordinates
 from .tfjs import (
     TfjsNode,
     _activation,
@@ -50,8 +50,6 @@ from .tfjs import (
     parse_nodes,
 )
 
-OPSET = 13  # Resize, Split/Squeeze/Unsqueeze with tensor inputs, ReduceMean with an axes attribute
-IR_VERSION = 7
 _INT64_MAX = np.iinfo(np.int64).max
 
 _FLOAT, _INT, _BOOL = "float", "int", "bool"
@@ -709,8 +707,7 @@ def build_graph_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray],
 
     inits = [numpy_helper.from_array(v, k) for k, v in em.b.initializers.items()]
     graph = helper.make_graph(em.b.nodes, name, graph_inputs, graph_outputs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="bodypix-gimp.convert_graph", ir_version=IR_VERSION)
+    model = make_model(graph, "bodypix-gimp.convert_graph")
     model.doc_string = "converted from a TF.js graph model (NHWC, conditionals resolved to the general branch)"
     if any(not o.type.tensor_type.HasField("shape") for o in model.graph.output):
         _infer_output_shapes(model)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_io import IR_VERSION, OPSET, ConversionError, write_onnx
+from .onnx_io import ConversionError, make_model, write_onnx
 
 # tflite TensorType -> numpy dtype (little-endian buffers)
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
@@ -442,8 +442,7 @@ def build_onnx(data: bytes, name: str = "tflite") -> Any:
     used = {n for node in b.nodes for n in node.input}
     inits = [numpy_helper.from_array(v, k) for k, v in b.initializers.items() if k in used]
     graph = helper.make_graph(b.nodes, name, graph_inputs, graph_outputs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="bodypix-gimp.convert_tflite", ir_version=IR_VERSION)
+    model = make_model(graph, "bodypix-gimp.convert_tflite")
     model.doc_string = "converted from a TFLite flatbuffer"
     return model
 
