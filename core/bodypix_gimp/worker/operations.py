@@ -215,15 +215,17 @@ def segment_cached(
 
 def run(
     req: Request,
-    settings: Settings,
     rgba: np.ndarray,
     selection: np.ndarray | None,
     progress: Callable[[float, str], None],
+    settings: Settings | None = None,
 ) -> dict:
     """Compute what ``req.op`` asks for and write it; returns the result description.
 
-    ``settings``: ``build_settings(req.options)``, made once per request by the server.
+    ``settings``: ``build_settings(req.options)`` when the server has made them already (once
+    per request).
     """
+    settings = settings or build_settings(req.options)
     if selection is not None or req.op in MULTI_PERSON_OPS:  # these need to tell people apart
         settings = settings.replace(multi_person=True)
     if req.op == "select-parts":

@@ -242,7 +242,7 @@ def handle(
                 sel = channel.read_exact(req.width * req.height)
                 selection = np.frombuffer(sel, np.uint8).reshape(req.height, req.width)
             t_read = time.perf_counter()
-            result = run(req, settings, rgba, selection, progress)
+            result = run(req, rgba, selection, progress, settings)
             del raw, rgba, selection
             result["worker_ms"] = {
                 "startup_and_model": round((t_ready - t0) * 1000, 1),
