@@ -21,7 +21,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "gimp"))
 import harness  # noqa: E402
 from bodypix_gimp import PART_GROUPS, PART_NAMES, segment  # noqa: E402
-from bodypix_gimp.bodypix.instances import persons_overlapping
 from bodypix_gimp.bodypix.poses import skeleton  # noqa: E402
 from bodypix_gimp.worker.operations import build_settings, part_label  # noqa: E402
 
