@@ -1,4 +1,4 @@
-"""Edge methods on real photos and real models: shapes, soft/hard agreement, parts, snap, errors."""
+"""Edge methods on real photos and real models: shapes, soft/hard agreement, parts, errors."""
 
 from __future__ import annotations
 
@@ -77,22 +77,6 @@ def test_band_coefficients_match_the_whole_grid_ones(photo, raw) -> None:  # noq
     for a, b in zip(whole, tiled, strict=True):
         np.testing.assert_allclose(b[near], a[near], atol=1e-5)
     assert (tiled[-1] == 0).mean() > 0.3  # tiles away from the band were skipped
-
-
-def test_snap_moves_a_shifted_edge_back_onto_the_photo_edge(photo) -> None:  # noqa: ANN001
-    rgb, gt = photo
-    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
-    grown = cv2.dilate(gt.astype(np.uint8) * 255, ker)  # 4 px spill, like BodyPix's
-    snapped = edges.snap(rgb, grown, band_px=8)
-    assert snapped.dtype == np.uint8 and set(np.unique(snapped)) <= {0, 255}
-    off_before = metrics.mean_signed_offset(grown >= 128, gt)
-    off_after = metrics.mean_signed_offset(snapped >= 128, gt)
-    assert off_before > 3.0
-    assert abs(off_after) < off_before - 1.0
-    # Nothing changes farther than band_px from the original edge.
-    far = cv2.distanceTransform((grown < 128).astype(np.uint8), cv2.DIST_L2, 3) > 9
-    assert not (snapped[far] > 0).any()
-    assert edges.snap(rgb, np.zeros(gt.shape, np.float32), 5).max() == 0
 
 
 def human_seg(name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -237,10 +237,14 @@ def mask_parts(parts: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
     return cv2.bitwise_or(parts, cv2.threshold(person_mask, 127, 255, cv2.THRESH_BINARY_INV)[1])
 
 
-def grid_to_image(geo: Geometry, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Map network-input pixel coordinates to photo pixels (body-pix ``scaleAndFlipPoses``)."""
+def grid_to_work(geo: Geometry, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map network-input pixel coordinates to working-image pixels (body-pix ``scaleAndFlipPoses``)."""
     scale_y = (geo.work_height + geo.pad_top + geo.pad_bottom) / geo.input_height
     scale_x = (geo.work_width + geo.pad_left + geo.pad_right) / geo.input_width
-    wy = y * scale_y - geo.pad_top
-    wx = x * scale_x - geo.pad_left
+    return y * scale_y - geo.pad_top, x * scale_x - geo.pad_left
+
+
+def grid_to_image(geo: Geometry, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map network-input pixel coordinates to photo pixels (``grid_to_work``, then the work -> photo scale)."""
+    wy, wx = grid_to_work(geo, y, x)
     return wy * (geo.height / geo.work_height), wx * (geo.width / geo.work_width)

@@ -281,7 +281,7 @@ def persons_overlapping(
     people.
     """
     hard = (person_mask >= 128).astype(np.uint8)
-    count, labels = cv2.connectedComponents(hard, connectivity=8)
+    _, labels = cv2.connectedComponents(hard, connectivity=8)
     inside = (selection >= 128) & (hard > 0)
     hit = np.unique(labels[inside])
     keep = np.isin(labels, hit[hit > 0])

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..result import KEYPOINT_NAMES, POSE_CHAIN, Keypoint, Pose
-from .decode import grid_to_image
+from .decode import grid_to_image, grid_to_work
 from .model import BodyPixOutput, Geometry
 
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
@@ -189,9 +189,7 @@ def decode_multiple_poses(
 
 def to_work(raw: RawPose, geo: Geometry) -> np.ndarray:
     """Keypoints (17x2, y then x) in working-image pixels: ``scaleAndFlipPoses`` on the image body-pix saw."""
-    scale_y = (geo.work_height + geo.pad_top + geo.pad_bottom) / geo.input_height
-    scale_x = (geo.work_width + geo.pad_left + geo.pad_right) / geo.input_width
-    return np.stack([raw.yx[:, 0] * scale_y - geo.pad_top, raw.yx[:, 1] * scale_x - geo.pad_left], axis=1)
+    return np.stack(grid_to_work(geo, raw.yx[:, 0], raw.yx[:, 1]), axis=1)
 
 
 def to_photo(raw: RawPose, geo: Geometry) -> Pose:

@@ -232,32 +232,3 @@ def _snake(rgb: np.ndarray, prob: np.ndarray, soft: bool) -> np.ndarray:
     # A snake gives a hard outline; soften it by one pixel so the alpha is not aliased.
     a = cv2.GaussianBlur(moved.astype(np.float32), (3, 3), 0)
     return to_mask(a, 0.5, True)
-
-
-def snap(rgb: np.ndarray, region: np.ndarray, band_px: int, eps: float = 1e-3) -> np.ndarray:
-    """Snap a region's edge onto the photo's colour edges within ``band_px`` of where it was.
-
-    ``region``: float probability 0..1 or a uint8/bool mask (>= 128 / True = inside), at the
-    size of ``rgb`` (a crop is fine).  Returns uint8 0/255 of the same size.  Pixels farther
-    than ``band_px`` from the original edge keep their original side, so a snap never adds
-    or removes whole blobs.  Used by the finger stage to fit a hand's region to the photo.
-    """
-    if region.dtype == np.bool_:
-        p = region.astype(np.float32)
-    elif region.dtype == np.uint8:
-        p = region.astype(np.float32) * np.float32(1 / 255)
-    else:
-        p = region.astype(np.float32)
-    inside = p >= 0.5
-    band_px = max(1, int(band_px))
-    if not inside.any() or inside.all():
-        return np.where(inside, np.uint8(255), np.uint8(0))
-    # Soften the region first so a hard mask has a ramp for the filter to move.
-    soft = cv2.GaussianBlur(p, (0, 0), max(0.5, band_px / 3))
-    q = guided_filter(rgb.astype(np.float32) * np.float32(1 / 255), soft, band_px, eps)
-    k = 2 * band_px + 1
-    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    u8 = inside.astype(np.uint8)
-    near = (cv2.dilate(u8, ker) > 0) & (cv2.erode(u8, ker) == 0)
-    out = np.where(near, q >= 0.5, inside)
-    return np.where(out, np.uint8(255), np.uint8(0))
