@@ -87,7 +87,10 @@ def call(config, photo, **request):
     with worker_client.Worker(config, req) as wk:
         wk.start()
         result = wk.finish(photo.tobytes())
-        mask = np.frombuffer(wk.read_item(result["items"][0]), np.uint8).reshape(h, w)
+        item = result["items"][0]
+        x, y, iw, ih = item["rect"]  # the mask's box on the canvas
+        mask = np.zeros((h, w), np.uint8)
+        mask[y : y + ih, x : x + iw] = np.frombuffer(wk.read_item(item), np.uint8).reshape(ih, iw)
     return result, mask
 
 
