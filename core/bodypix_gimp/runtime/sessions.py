@@ -50,9 +50,11 @@ class RuntimeOptions:
 _lock = threading.Lock()
 _sessions: dict[tuple[Any, ...], Any] = {}
 # onnxruntime's CPU memory arena keeps the peak of the largest call for the life of the
-# session.  The model server (worker.server) turns it off: a 24 MP call then leaves the
-# idle server at ~190 MB instead of ~590 MB (docs/reliability.md), at no measurable cost.
-MEMORY_ARENA = True
+# session (a 24 MP call left the idle model server at ~590 MB instead of ~190 MB,
+# docs/reliability.md), and with its memory patterns a second photo added ~250 MB more at
+# 24 MP (peak 935 -> 566 MB over three 24 MP photos without it; CPU time per photo unchanged
+# within the noise, docs/performance.md).  Off for every caller: CLI, batch, model server.
+MEMORY_ARENA = False
 
 
 def session(path: str | os.PathLike[str], force_cpu: bool | None = None, threads: int = 0) -> Any:
