@@ -20,8 +20,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
-# Photos above this many pixels are refused with a clear message (a 150 MP photo still
-# runs within about 2 GB; beyond that a refusal beats swapping the user's machine).
+# Photos above this many pixels are refused with a clear message (measured with
+# `bodypix-gimp bench --scale`: a 150 MP photo peaks at about 1.7 GB in segment() and 2.8 GB
+# through the CLI, docs/reliability.md; beyond that a refusal beats swapping the machine).
 MAX_PIXELS = 150_000_000
 
 
