@@ -54,8 +54,12 @@ def call(tmp: Path, op: str, rgb: np.ndarray, options: dict, selection: np.ndarr
     assert proc.returncode == 0 and "result" in lines[-1], (proc.returncode, lines[-1:], proc.stderr[-2000:])
     out = []
     for it in lines[-1]["result"]["items"]:
-        assert it["rect"] == [0, 0, w, h] and it["channels"] == 1
-        out.append(np.fromfile(tmp / it["file"], np.uint8).reshape(h, w))
+        # select items are cut to the mask's box; GIMP writes them into an empty channel
+        x, y, iw, ih = it["rect"]
+        assert it["channels"] == 1 and x >= 0 and y >= 0 and x + iw <= w and y + ih <= h
+        full = np.zeros((h, w), np.uint8)
+        full[y:y + ih, x:x + iw] = np.fromfile(tmp / it["file"], np.uint8).reshape(ih, iw)
+        out.append(full)
     return out
 
 
