@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from bodypix_gimp import segment
 from bodypix_gimp.worker import operations
-from bodypix_gimp.worker.cache import MAX_BYTES, ResultCache, digest, key, result_bytes
+from bodypix_gimp.worker.cache import MAX_BYTES, ResultCache, digest, key, result_bytes, sample_digest
 from bodypix_gimp.worker.operations import build_settings
 from bodypix_gimp.worker.protocol import Request
 from conftest import EVAL, human_seg_pairs, load
@@ -105,6 +105,16 @@ def test_bounded_by_entries_and_bytes_least_recently_used_first(photos, results)
     assert len(c) == 0 and c.total_bytes == 0
 
 
+def test_a_sample_no_entry_has_is_a_sure_miss(photos, results) -> None:
+    s = build_settings(OPTIONS)
+    c = ResultCache()
+    p = photos[0]
+    c.put(key(digest(p), p.shape, s, None), results[0], key(sample_digest(p), p.shape, s, None))
+    assert c.may_hold(key(sample_digest(p), p.shape, s, None))
+    assert not c.may_hold(key(sample_digest(photos[1]), photos[1].shape, s, None))
+    assert not c.may_hold(key(sample_digest(p), p.shape, s.replace(segmentation_threshold=0.5), None))
+
+
 def test_a_request_for_people_needs_a_result_with_people(photos, results) -> None:
     s = build_settings(OPTIONS)
     k = key(digest(photos[0]), photos[0].shape, s, None)
@@ -165,6 +175,11 @@ def test_worker_never_answers_a_changed_layer_from_the_cache(tmp_path, monkeypat
     got = np.zeros(photo.shape[:2], np.uint8)
     got[y : y + h, x : x + w] = np.fromfile(tmp_path / "c" / item["file"], np.uint8).reshape(h, w)
     assert np.array_equal(got, segment(painted, build_settings(OPTIONS)).person_mask)
+    # a change no byte sample sees (the sample says "maybe"): the full hash decides, computed again
+    unseen = photo.copy()
+    unseen.reshape(-1)[1] ^= 1  # byte 1: between the sampled bytes 0 and 4099
+    assert sample_digest(unseen) == sample_digest(photo) and digest(unseen) != digest(photo)
+    assert run(request(tmp_path, "u", unseen), unseen)["cache"] == "miss"
     # another setting computes again
     other = request(tmp_path, "d", photo)
     other.options["threshold"] = 0.5

@@ -7,6 +7,7 @@ selections and paths.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from ..pipeline import segment
 from ..result import PART_GROUPS, PART_NAMES, Result, part_ids
 from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings, default_settings
-from .cache import ResultCache, digest, key
+from .cache import ResultCache, digest, key, sample_digest
 from .protocol import MULTI_PERSON_OPS, Output, Request, WorkerError
 
 QUALITY = {"fast": {"output_stride": 16}, "accurate": {"output_stride": 8}}
@@ -192,21 +193,34 @@ def segment_cached(
 
     Returns the result and {"cache": "hit" | "miss", "timings_ms": ...}; on a hit the timings
     are this call's (hashing the pixels), not those of the call that computed the result.
+    Pixels whose sample no kept result shares (a new photo) start BodyPix at once and are
+    hashed beside it (hashlib releases the GIL), so the first click does not wait for the hash.
     """
     t0 = time.perf_counter()
-    k = key(digest(rgba), rgba.shape, settings, req.models)
+    sample_key = key(sample_digest(rgba), rgba.shape, settings, req.models)
+    full: list[bytes] = []
+    hasher = None
+    if CACHE.may_hold(sample_key):
+        full.append(digest(rgba))
+        res = CACHE.get(key(full[0], rgba.shape, settings, req.models), need_persons=settings.multi_person)
+        if res is not None:
+            hashed_ms = round((time.perf_counter() - t0) * 1000, 1)
+            progress(1.0, "Done (the same pixels as before)")
+            return res, {"cache": "hit", "timings_ms": {"cache_key": hashed_ms, "total": hashed_ms}}
+    else:
+        hasher = threading.Thread(target=lambda: full.append(digest(rgba)), name="cache-digest", daemon=True)
+        hasher.start()
     hashed_ms = round((time.perf_counter() - t0) * 1000, 1)
-    res = CACHE.get(k, need_persons=settings.multi_person)
-    if res is not None:
-        progress(1.0, "Done (the same pixels as before)")
-        return res, {"cache": "hit", "timings_ms": {"cache_key": hashed_ms, "total": hashed_ms}}
     try:
         # people told apart always (about 1 % more time at 12 MP): after Select Person the
         # selection holds the person, so the next click (Hands, inside that selection) needs them
         res = segment(rgba, settings.replace(multi_person=True), RuntimeOptions(models=req.models), progress=progress)
     except (ModelNotFoundError, ChecksumError) as e:
         raise WorkerError(str(e), "model") from None
-    CACHE.put(k, res)
+    finally:
+        if hasher is not None:
+            hasher.join()
+    CACHE.put(key(full[0], rgba.shape, settings, req.models), res, sample_key)
     timings = {k: round(v, 1) for k, v in res.timings.items()}
     timings["cache_key"] = hashed_ms
     timings["total"] = round(timings.get("total", 0.0) + hashed_ms, 1)
