@@ -80,6 +80,8 @@ def check_files(out: Path, stem: str, res, rgb: np.ndarray, soft: bool) -> None:
         assert set(np.unique(person)) <= {0, 255}
     parts = png(out / f"{stem}.parts.png")
     assert np.array_equal(parts, res.part_map), f"{stem}: parts.png differs"
+    # the files' contract: a part id on every person pixel, 255 everywhere else
+    assert np.array_equal(parts == 255, person < 128), f"{stem}: parts.png and person.png disagree"
     assert len(set(np.unique(parts)) - {255}) >= 10  # the part ids themselves, not a binarised map
     # overlay: body-pix drawMask, 0.3 photo + 0.7 part colour (white where no part), rounded;
     # exact as PNG (--overlay png), within JPEG's loss as the default JPEG
@@ -212,3 +214,30 @@ def test_a_failed_write_leaves_no_file_and_no_temp_file(tmp_path, monkeypatch) -
         imageio.save_png(target, np.zeros((4, 4), np.uint8))
     assert target.read_bytes() == b"old contents"
     assert [p.name for p in tmp_path.iterdir()] == ["x.person.png"]
+
+
+def test_save_png_keeps_every_value(tmp_path) -> None:  # noqa: ANN001
+    """imageio.save_png (evaluation overlays and masks) writes the array as it is: soft alpha,
+    part ids and colours, not a binarised copy."""
+    from bodypix_gimp import imageio
+
+    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    colour = np.dstack([ramp, ramp[::-1], ramp.T])
+    for name, array in (("ramp.png", ramp), ("colour.png", colour)):
+        imageio.save_png(tmp_path / name, array)
+        assert np.array_equal(png(tmp_path / name), array), name
+
+
+def test_exif_orientation_of_a_png_is_applied(photo, tmp_path) -> None:  # noqa: ANN001
+    """EXIF orientation in a PNG (JPEGs take OpenCV's path, which applies it itself)."""
+    from PIL import ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise
+    Image.fromarray(photo).save(tmp_path / "turned.png", exif=exif)
+    with Image.open(tmp_path / "turned.png") as im:
+        upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    assert upright.shape[:2] == photo.shape[1::-1]
+    assert main(["segment", str(tmp_path / "turned.png"), "--out", str(tmp_path / "o"), "-q", "--no-refine"]) == 0
+    want = segment(upright, default_settings(refine="none"))
+    assert np.array_equal(png(tmp_path / "o" / "turned.person.png"), want.person_mask)

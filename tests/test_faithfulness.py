@@ -1,8 +1,9 @@
 """Our core against the real TF.js body-pix 2.2.1 (Node, cpu backend) on real photos.
 
 Same pixels go to both sides (our decoder's output is handed to Node as .npy), with the same
-body-pix settings.  Targets (issue 2): person-mask IoU >= 0.995, part-label agreement >= 99 %
-inside the mask, keypoints within 2 px for keypoints the reference scores above 0.5.
+body-pix settings.  Bars: person-mask IoU >= 0.9995, part-label agreement >= 99.8 % inside the
+mask, keypoints within 0.01 px for keypoints the reference scores above 0.5 (just outside what
+is measured; issue 2 asked for 0.995 / 99 % / 2 px).
 
 Stride 8 is special: the official TF.js graphs run their dilated layers with an asymmetric
 (d, 1) dilation (converter bug, shared/models/bodypix/README.md pitfall 2); our ONNX files use
@@ -28,9 +29,12 @@ pytestmark = pytest.mark.reference
 # ~0.25 MP real photos: one person, one person with a wide aspect (horizontal padding), a tall
 # photo (vertical padding), and two people side by side.
 PHOTOS = ("074", "100", "148", "266")
-MIN_IOU = 0.995
-MIN_PART_AGREEMENT = 0.99
-MAX_KEYPOINT_PX = 2.0
+# Bars just outside what is measured (2026-11-30, TF.js cpu backend, onnxruntime on x86-64): person
+# IoU >= 0.99992 on every photo and setting (README: 0.99998-1.0), part agreement >= 0.9984
+# (266 at stride 8), worst keypoint 0.004 px.  Issue 2's original targets were 0.995 / 0.99 / 2 px.
+MIN_IOU = 0.9995
+MIN_PART_AGREEMENT = 0.998
+MAX_KEYPOINT_PX = 0.01
 KEYPOINT_SCORE = 0.5
 
 

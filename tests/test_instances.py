@@ -213,6 +213,11 @@ REF_PHOTOS = ["human_seg_300/images/061.jpg", "human_seg_300/images/267.jpg", "h
               "cihp_samples/images/0012008.jpg"]
 
 
+# Bars just outside what is measured against TF.js (2026-11-30, 41 people on 6 photos, both models):
+# worst keypoint 0.0084 px, lowest IoU 0.99963, lowest part agreement 0.99758 (was 2 px / 0.99 / 0.99).
+MULTI_KEYPOINT_PX, MULTI_MIN_IOU, MULTI_MIN_PARTS = 0.02, 0.999, 0.997
+
+
 @pytest.mark.reference
 @pytest.mark.parametrize("model", ["mobilenet075-quant2-stride16", "mobilenet050-float-stride16"])
 def test_persons_match_the_reference(model):
@@ -232,15 +237,17 @@ def test_persons_match_the_reference(model):
             dist = [max(np.hypot(k.x - r["x"], k.y - r["y"])
                         for k, r in zip(p.pose.keypoints, q["pose"]["keypoints"], strict=True)) for q in people]
             q = people[int(np.argmin(dist))]
-            assert min(dist) <= 2.0, f"{name} person {p.index}: keypoints {min(dist):.2f} px from TF.js"
             mine, theirs = p.mask >= 128, q["mask"] > 0
             iou = np.logical_and(mine, theirs).sum() / np.logical_or(mine, theirs).sum()
-            assert iou >= 0.99, f"{name} person {p.index}: IoU {iou:.4f} with TF.js"
             ref_parts = q["parts"].astype(np.int16)
             our_parts = np.where(mine, p.part_map, 255).astype(np.int16)
             our_parts[our_parts == 255] = -1
             both = mine & theirs
-            assert (our_parts[both] == ref_parts[both]).mean() >= 0.99, f"{name} person {p.index}: parts"
+            agree = (our_parts[both] == ref_parts[both]).mean()
+            print(model, name, p.index, f"keypoints {min(dist):.4f} px, IoU {iou:.5f}, parts {agree:.5f}")
+            assert min(dist) <= MULTI_KEYPOINT_PX, f"{name} person {p.index}: keypoints {min(dist):.3f} px from TF.js"
+            assert iou >= MULTI_MIN_IOU, f"{name} person {p.index}: IoU {iou:.4f} with TF.js"
+            assert agree >= MULTI_MIN_PARTS, f"{name} person {p.index}: parts {agree:.4f}"
 
 
 def test_select_person_takes_the_people_a_selection_touches(tmp_path):

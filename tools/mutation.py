@@ -95,7 +95,7 @@ MUTANTS: tuple[Mutant, ...] = (
            (CLI_FILES,)),
     Mutant("exif-ignored", "EXIF orientation ignored",
            "im = ImageOps.exif_transpose(im)\n", "im = im\n",
-           ("tests/test_cli.py",)),
+           (CLI_FILES, "tests/test_cli.py")),
     Mutant("palette-as-grey", "palette images decoded as greyscale",
            'im = im.convert("RGBA" if "A" in im.mode or im.mode == "P" else "RGB")',
            'im = im.convert("RGBA" if "A" in im.mode else "RGB").convert("L").convert("RGB")',
@@ -148,7 +148,7 @@ MUTANTS: tuple[Mutant, ...] = (
            ("tests/test_p3m_2mp.py",)),
     Mutant("parts-not-masked", "the part map is not restricted to the final person mask",
            "part_map = decode.mask_parts(parts, mask)", "part_map = parts",
-           (CLI_FILES, "tests/test_pipeline.py")),
+           (CLI_FILES, "tests/test_pipeline.py", "tests/test_refine.py")),
     # --- fingers
     Mutant("small-hands-touched", "hands under 12 px are no longer left alone",
            "if hand.presence < MIN_PRESENCE or hand_scale(hand.landmarks) < MIN_HAND_SCALE:",
@@ -160,7 +160,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # --- the worker (GIMP's side of the core)
     Mutant("worker-selection-keeps-everyone", "a selection around one person selects every person",
            "keep = np.isin(labels, hit[hit > 0])", "keep = np.isin(labels, hit[hit >= 0]) | (labels > 0)",
-           ("tests/test_selection.py",)),
+           ("tests/test_selection.py", "tests/test_gimp_worker.py")),
     Mutant("worker-parts-ignore-selection", "Select Body Parts ignores the selection",
            "mask = np.where(chosen >= 128, mask, np.uint8(0))", "mask = mask",
            ("tests/test_selection.py",)),
