@@ -122,8 +122,8 @@ MUTANTS: tuple[Mutant, ...] = (
            ("tests/test_models_lookup.py",)),
     # --- refining edges
     Mutant("edge-band-bgr", "the full-resolution edge band reads the photo's colours as BGR",
-           "colours = rgb[y0:y1, x0:x1].astype(np.float32)",
-           "colours = rgb[y0:y1, x0:x1, ::-1].astype(np.float32)",
+           "colours = cv2.LUT(rgb[y0:y1, x0:x1], to_unit)",
+           "colours = cv2.LUT(np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1]), to_unit)",
            ("tests/test_p3m_2mp.py",)),
     Mutant("edge-band-dropped", "no full-resolution edge band above 1 MP (nearest-neighbour upsampling only)",
            "list(pool.map(tile_row, range(0, H, tile)))", "list(pool.map(tile_row, range(0, 0, tile)))",
