@@ -11,7 +11,7 @@ BODYPIX_MODELS ?= $(if $(wildcard $(SHARED_MODELS)),$(SHARED_MODELS),)
 export BODYPIX_MODELS
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast lint clean gimp-setup bench-gimp readme-image bench bench-convert bench-batch eval
+.PHONY: venv demo test test-fast lint clean gimp-setup bench-gimp readme-image bench bench-convert bench-batch eval mutation
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,7 +65,11 @@ eval: venv
 		../shared/eval/cihp_samples ../shared/eval/seed/jim.jpg --methods --out out/eval
 
 lint: venv
-	$(BIN)/ruff check core gimp_plugin installer tests
+	$(BIN)/ruff check core gimp_plugin installer tests tools
 
 clean:
 	rm -rf $(VENV) out .cache .pytest_cache
+
+# One-line mutants in scratch copies, each against its targeted tests (docs/testing.md; ~1 h on 2 cores).
+mutation: venv
+	$(BIN)/python tools/mutation.py --out reports
