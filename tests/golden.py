@@ -12,7 +12,9 @@ Re-record (only for a deliberate output change, with evaluation numbers in the s
     .venv/bin/python tests/golden.py --record            # every photo (~10 min on 2 cores)
     .venv/bin/python tests/golden.py --check [--quick]   # compare without pytest
 
-The record is specific to the CPU's onnxruntime kernels (recorded on the project machine, x86-64).
+The record is specific to the CPU's onnxruntime kernels (recorded on the project machine, x86-64), and
+was made in one fresh process in ``photos()`` order: the finger stage's GrabCut uses OpenCV's
+process-wide random generator, so compare the same way (tests/test_golden.py does).
 """
 
 from __future__ import annotations

@@ -7,8 +7,22 @@ output change: `.venv/bin/python tests/golden.py --record` (say why, with evalua
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import golden
 import pytest
+
+# Each check runs in a fresh process, in the record's photo order: the finger stage's GrabCut
+# draws from OpenCV's process-wide random generator, so a result can depend on what the same
+# process segmented before (3 of 240 runs differ after the quick subset ran first).
+
+
+def check(*args: str) -> list[str]:
+    p = subprocess.run([sys.executable, golden.__file__, "--check", *args], capture_output=True, text=True,
+                       timeout=3600)
+    assert p.returncode in (0, 1), p.stderr[-2000:]
+    return [] if p.returncode == 0 else p.stdout.splitlines()
 
 
 def test_record_covers_every_eval_photo() -> None:
@@ -17,12 +31,12 @@ def test_record_covers_every_eval_photo() -> None:
 
 def test_quick_subset_unchanged() -> None:
     """One photo per evaluation set (group photo, hands, soft matte, seed photos), both configurations."""
-    assert golden.differences(list(golden.QUICK)) == []
+    assert check("--quick") == []
 
 
 @pytest.mark.slow
 def test_every_eval_photo_unchanged() -> None:
-    assert golden.differences(golden.photos()) == []
+    assert check() == []
 
 
 def test_segment_without_settings_is_the_product_pipeline() -> None:
