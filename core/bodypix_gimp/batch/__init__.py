@@ -12,6 +12,7 @@ nothing below it imports it.
 from __future__ import annotations
 
 from .outputs import OutputOptions
-from .runner import BatchSummary, run
+from .runner import run
+from .writer import BatchSummary
 
 __all__ = ["BatchSummary", "OutputOptions", "run"]

@@ -19,7 +19,7 @@ from typing import Any
 from ..imageio import load_image
 from ..pipeline import segment
 from ..settings import Settings
-from .runner import Item, Writer, describe_error
+from .writer import Item, Writer, describe_error
 
 _DONE = object()
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..settings import ConfigError, Settings
 from .outputs import OutputOptions, encode_photo
-from .runner import Item, RayJobError, Terminated, Writer, describe_error, signals_ignored
+from .writer import Item, RayJobError, Terminated, Writer, describe_error, signals_ignored
 
 INSTALL_HINT = ("--engine ray needs Ray Data, an optional extra: pip install 'bodypix-gimp[ray]' "
                 "(or pip install 'ray[data]' in the same environment)")

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import OutputOptions
     from ..batch import run as run_batch
     from ..batch.inputs import expand
-    from ..batch.runner import RayJobError
+    from ..batch.writer import RayJobError
 
     if args.force and args.skip_existing:
         raise ConfigError("--force and --skip-existing exclude each other: overwrite, or resume")
