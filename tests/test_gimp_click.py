@@ -1,7 +1,7 @@
 """The Select entries that act at once, and repeated clicks answered from the worker's cache,
 in a real GIMP 3 with its GUI (Xvfb), installed by installer/install.py.
 
-tests/gimp/click.py calls each entry as the menu does (run mode INTERACTIVE) on photos opened
+tests/gimp/instant_entries.py calls each entry as the menu does (run mode INTERACTIVE) on photos opened
 from GIMP's command line; this file checks what GIMP holds against the CLI's own masks of the
 same photo file (``bodypix-gimp segment --part-masks``: an independent front-end to the core)
 and against the core on the very pixels the plug-in saw after the layer was changed.
@@ -68,7 +68,7 @@ def click(request) -> dict:
         Image.open(src).convert("RGB").save(png)
         photos.append(png)
     with harness.VirtualDisplay(inst) as display:
-        proc, seconds = inst.gui_batch(harness.HERE / "click.py", photos[:1], display, timeout=900,
+        proc, seconds = inst.gui_batch(harness.HERE / "instant_entries.py", photos[:1], display, timeout=900,
                                        BODYPIX_CLICK_OUT=str(out), BODYPIX_CLICK_PROCS=json.dumps(list(ENTRIES)),
                                        BODYPIX_CLICK_GROUP=str(photos[1]),
                                        BODYPIX_CLICK_GROUP_BOX=json.dumps(LEFT_OF_GROUP),
