@@ -25,6 +25,7 @@ import tarfile
 import threading
 import time
 import tracemalloc
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +42,14 @@ from bodypix_gimp.setup import install as setup_models
 from bodypix_gimp.setup import npm as npm_tar
 from bodypix_gimp.setup.convert import ConversionError
 from bodypix_gimp.setup.convert import tflite as convert_tflite
-from bodypix_gimp.setup.download import ChecksumMismatchError, DownloadError, fetch, plain_file_name
+from bodypix_gimp.setup.download import (
+    ChecksumMismatchError,
+    DownloadError,
+    RefusedError,
+    fetch,
+    plain_file_name,
+    with_retries,
+)
 from bodypix_gimp.setup.install import SetupError, install
 from bodypix_gimp.setup.npm import REGISTRY
 
@@ -55,7 +63,8 @@ HAND_MODELS = ["palm_detection_full", "palm_detection_lite", "hand_landmark_full
 
 
 class Server:
-    """A threaded HTTP server over a folder; ``faults[path] = 'corrupt' | 'truncate'`` injects errors."""
+    """A threaded HTTP server over a folder; ``faults[path] = 'corrupt' | 'truncate' | 'truncate-once'``
+    injects errors ('truncate-once': the next response only is cut, then the fault is gone)."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -73,6 +82,8 @@ class Server:
                     return
                 data = path.read_bytes()
                 fault = server.faults.get(rel)
+                if fault == "truncate-once":
+                    fault = server.faults.pop(rel).removesuffix("-once")
                 if fault == "corrupt":
                     data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
                 self.send_response(200)
@@ -301,6 +312,54 @@ def test_fetch_truncated_without_checksum_and_404(server, tmp_path):
         fetch(server.bodypix + "mobilenet/nope.json", tmp_path / "nope.json", retries=3)
     assert server.hits.count("bodypix/tfjs/mobilenet/nope.json") == 1  # 404 is not retried
     assert tree(tmp_path) == []
+
+
+def test_a_connection_closed_midway_heals_on_the_retry(server, registry, tmp_path, models_dir):
+    """A transient fault (the first response cut in half) is retried: the file arrives whole."""
+    server.faults[SERVED_SHARD] = "truncate-once"
+    with pytest.raises(DownloadError, match=r"could not download x\.bin .*connection closed after"):
+        fetch(server.bodypix + SHARD_075, tmp_path / "x.bin", retries=0)  # no retry: the fault is final
+    server.faults[SERVED_SHARD] = "truncate-once"
+    digest = fetch(server.bodypix + SHARD_075, tmp_path / "s.bin", retries=1)
+    assert digest == sha(models_dir / "bodypix" / "tfjs" / SHARD_075) == sha(tmp_path / "s.bin")
+    assert server.hits.count(SERVED_SHARD) == 3
+    # the npm tarball: streamed again from the start, the member kept once it verified
+    want = models_dir / "mediapipe_hands" / "hand_landmark_lite.tflite"
+    dest = tmp_path / "npm" / "hand_landmark_lite.tflite"
+    npm = Server(registry)
+    try:
+        npm.faults[HANDS_TGZ] = "truncate-once"
+        npm_tar.extract(npm.url + HANDS_TGZ, _sri(registry / HANDS_TGZ),
+                        [npm_tar.Wanted("package/hand_landmark_lite.tflite", dest, sha256=sha(want))], retries=1)
+    finally:
+        npm.close()
+    assert npm.hits.count(HANDS_TGZ) == 2 and sha(dest) == sha(want)
+    assert tree(tmp_path / "npm") == ["hand_landmark_lite.tflite"]  # no .part left
+    assert tree(tmp_path) == ["npm", "npm/hand_landmark_lite.tflite", "s.bin"]
+
+
+@pytest.mark.parametrize("error", [
+    ChecksumMismatchError("complete but different bytes"), RefusedError("larger than the limit"),
+    OSError(errno.ENOSPC, "No space left on device"),
+    urllib.error.HTTPError("http://127.0.0.1:9/f.bin", 404, "Not Found", None, None),
+], ids=["checksum", "refused", "disk-full", "http-404"])  # fmt: skip
+def test_retry_stops_at_once_where_trying_again_cannot_help(error: Exception) -> None:
+    calls: list[int] = []
+
+    def attempt() -> None:
+        calls.append(1)
+        raise error
+
+    with pytest.raises(DownloadError) as got:
+        with_retries(attempt, retries=3, transient=(OSError, DownloadError), label="f.bin",
+                     url="http://127.0.0.1:9/f.bin", where=lambda e: "/data/f.bin")
+    assert calls == [1]
+    if isinstance(error, OSError) and not isinstance(error, urllib.error.HTTPError):
+        assert str(got.value) == "cannot write /data/f.bin: No space left on device; nothing was kept"
+    elif isinstance(error, urllib.error.HTTPError):
+        assert str(got.value) == "could not download f.bin from http://127.0.0.1:9/f.bin: HTTP Error 404: Not Found"
+    else:
+        assert got.value is error
 
 
 def test_fetch_progress_and_digest(server, tmp_path, models_dir):

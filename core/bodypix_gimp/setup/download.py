@@ -20,11 +20,14 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import ChecksumError
 from ..result import Progress
 
+T = TypeVar("T")
 CHUNK = 1 << 16
 USER_AGENT = "bodypix-gimp-setup/1"
 
@@ -35,6 +38,10 @@ class DownloadError(RuntimeError):
 
 class ChecksumMismatchError(DownloadError, ChecksumError):
     """The fetched bytes do not match the recorded sha256; nothing was kept."""
+
+
+class RefusedError(DownloadError):
+    """The download is larger than a limit: refused at once, never retried; nothing was kept."""
 
 
 # Characters no file name may hold on some platform: separators of either kind, the drive and
@@ -75,21 +82,37 @@ def fetch(url: str, dest: str | os.PathLike[str], sha256: str | None = None, *,
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    return with_retries(lambda: _fetch_once(url, dest, sha256, progress, timeout), retries=retries,
+                        transient=(urllib.error.URLError, http.client.HTTPException, OSError, DownloadError),
+                        label=dest.name, url=url, where=lambda e: dest)
+
+
+def with_retries(attempt: Callable[[], T], *, retries: int, transient: tuple[type[Exception], ...],
+                 label: str, url: str, where: Callable[[OSError], object]) -> T:
+    """``attempt()``, tried again up to ``retries`` times after a ``transient`` error (1, 2, 4, 5 s apart).
+
+    The one retry loop of the downloads (``fetch`` and ``npm.extract``); hand-written because
+    the installer runs it before anything else is installed (no tenacity/urllib3 yet).  Never
+    retried: :class:`ChecksumMismatchError` and :class:`RefusedError` (raised as they are), a
+    local write failure (``LOCAL_ERRNOS``: one :class:`DownloadError` naming ``where(error)``)
+    and an HTTP 4xx (it will not heal).  When no attempt succeeds: one :class:`DownloadError`
+    naming ``label``, ``url`` and the last error.
+    """
     last: Exception | None = None
-    for attempt in range(retries + 1):
+    for n in range(retries + 1):
         try:
-            return _fetch_once(url, dest, sha256, progress, timeout)
-        except ChecksumMismatchError:
+            return attempt()
+        except (ChecksumMismatchError, RefusedError):
             raise
-        except (urllib.error.URLError, http.client.HTTPException, OSError, DownloadError) as e:
-            if not isinstance(e, urllib.error.URLError) and getattr(e, "errno", None) in LOCAL_ERRNOS:
-                raise DownloadError(f"cannot write {dest}: {e.strerror}; nothing was kept") from None
+        except transient as e:
+            if isinstance(e, OSError) and not isinstance(e, urllib.error.URLError) and e.errno in LOCAL_ERRNOS:
+                raise DownloadError(f"cannot write {where(e)}: {e.strerror}; nothing was kept") from None
             last = e
             if isinstance(e, urllib.error.HTTPError) and 400 <= e.code < 500:
                 break  # 404 and friends will not heal on retry
-            if attempt < retries:
-                time.sleep(min(2.0**attempt, 5.0))
-    raise DownloadError(f"could not download {dest.name} from {url}: {last}") from last
+            if n < retries:
+                time.sleep(min(2.0**n, 5.0))
+    raise DownloadError(f"could not download {label} from {url}: {last}") from last
 
 
 def _fetch_once(url: str, dest: Path, sha256: str | None, progress: Progress | None, timeout: float) -> str:

@@ -21,8 +21,6 @@ import hashlib
 import http.client
 import os
 import tarfile
-import time
-import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from ..result import Progress
-from .download import CHUNK, LOCAL_ERRNOS, USER_AGENT, ChecksumMismatchError, DownloadError
+from .download import CHUNK, USER_AGENT, ChecksumMismatchError, DownloadError, RefusedError, with_retries
 
 REGISTRY = "https://registry.npmjs.org/"
 
@@ -73,7 +71,7 @@ class _Hashing:
         self.hash.update(block)
         self.received += len(block)
         if self.received > DOWNLOAD_LIMIT:
-            raise _Refused(f"{self.label} is more than the {DOWNLOAD_LIMIT} bytes allowed")
+            raise RefusedError(f"{self.label} is more than the {DOWNLOAD_LIMIT} bytes allowed")
         if self.progress is not None and self.total:
             self.progress(min(self.received / self.total, 1.0), f"downloading {self.label}")
         return block
@@ -120,7 +118,7 @@ class _Gunzip:
             if data:
                 self.unpacked += len(data)
                 if self.unpacked > self.limit:
-                    raise _Refused(f"{self.label} unpacks to more than the {self.limit} bytes allowed")
+                    raise RefusedError(f"{self.label} unpacks to more than the {self.limit} bytes allowed")
                 return data
 
 
@@ -139,35 +137,19 @@ def extract(url: str, integrity: str, wanted: list[Wanted], *, progress: Progres
     """
     algo, expected = parse_integrity(integrity)
     label = url.rsplit("/", 1)[-1]
-    last: Exception | None = None
-    for attempt in range(retries + 1):
+
+    def attempt() -> None:
         parts = [w.dest.with_name(w.dest.name + ".part") for w in wanted]
         try:
             _extract_once(url, label, algo, expected, wanted, progress, timeout)
             for w, part in zip(wanted, parts, strict=True):  # every verdict is in: keep them
                 os.replace(part, w.dest)
-            return
-        except ChecksumMismatchError:
-            raise
-        except OSError as e:
-            if not isinstance(e, urllib.error.URLError) and e.errno in LOCAL_ERRNOS:
-                where = e.filename or "the models"
-                raise DownloadError(f"cannot write {where}: {e.strerror}; nothing was kept") from None
-            last = e
-            if isinstance(e, urllib.error.HTTPError) and 400 <= e.code < 500:
-                break
-            if attempt < retries:
-                time.sleep(min(2.0**attempt, 5.0))
-        except (http.client.HTTPException, EOFError, tarfile.TarError, zlib.error, DownloadError) as e:
-            last = e
-            if isinstance(e, _Refused):
-                raise DownloadError(str(e)) from None
-            if attempt < retries:
-                time.sleep(min(2.0**attempt, 5.0))
         finally:
             for part in parts:
                 part.unlink(missing_ok=True)
-    raise DownloadError(f"could not download {label} from {url}: {last}") from last
+
+    with_retries(attempt, retries=retries, label=label, url=url, where=lambda e: e.filename or "the models",
+                 transient=(OSError, http.client.HTTPException, EOFError, tarfile.TarError, zlib.error, DownloadError))
 
 
 # A tarball (compressed, as downloaded) and its unpacked contents may not exceed these: the
@@ -175,10 +157,6 @@ def extract(url: str, integrity: str, wanted: list[Wanted], *, progress: Progres
 DOWNLOAD_LIMIT = 1 << 30
 UNPACKED_LIMIT = 2 << 30
 MEMBER_LIMIT = 256 << 20  # a wanted member whose size the manifest does not give
-
-
-class _Refused(DownloadError):
-    """The tarball is larger than a limit: refused at once, never retried."""
 
 
 def _extract_once(url: str, label: str, algo: str, expected: bytes, wanted: list[Wanted],
@@ -194,15 +172,15 @@ def _extract_once(url: str, label: str, algo: str, expected: bytes, wanted: list
         length = resp.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         if total is not None and total > DOWNLOAD_LIMIT:
-            raise _Refused(f"{label} from {url} is {total} bytes, more than the {DOWNLOAD_LIMIT} allowed")
+            raise RefusedError(f"{label} from {url} is {total} bytes, more than the {DOWNLOAD_LIMIT} allowed")
         stream = _Hashing(resp, algo, total, progress, label)
         try:
             unpacked = _Gunzip(stream, UNPACKED_LIMIT, label)
             with tarfile.open(fileobj=unpacked, mode="r|", bufsize=CHUNK) as tar:  # type: ignore[call-overload]
                 for info in tar:
                     if info.offset_data + info.size > UNPACKED_LIMIT:
-                        raise _Refused(f"{label}: {info.name} ends {info.offset_data + info.size} bytes into "
-                                       f"the unpacked tarball, beyond the {UNPACKED_LIMIT} allowed")
+                        raise RefusedError(f"{label}: {info.name} ends {info.offset_data + info.size} bytes into "
+                                           f"the unpacked tarball, beyond the {UNPACKED_LIMIT} allowed")
                     targets = by_member.get(info.name)
                     if not targets or not info.isfile() or info.name in found:
                         continue
@@ -244,7 +222,7 @@ def _copy_member(tar: tarfile.TarFile, info: tarfile.TarInfo, targets: list[Want
             raise ChecksumMismatchError(f"{label}: {info.name} declares {info.size} bytes, the recorded file has "
                                         f"{w.size}; nothing was installed")
         if w.end is None and w.size is None and info.size > MEMBER_LIMIT:
-            raise _Refused(f"{label}: {info.name} declares {info.size} bytes, more than the {MEMBER_LIMIT} allowed")
+            raise RefusedError(f"{label}: {info.name} declares {info.size} bytes, more than the {MEMBER_LIMIT} allowed")
         if w.end is not None and (info.size < w.end or w.start >= w.end):
             raise DownloadError(f"{label}: {info.name} has {info.size} bytes, not the range [{w.start}, {w.end})")
     stop = max(info.size if w.end is None else w.end for w in targets)
