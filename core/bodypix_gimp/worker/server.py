@@ -278,16 +278,23 @@ def glibc() -> Any:
         return None
 
 
-def keep_big_blocks_apart() -> None:
-    """Serve every allocation of 1 MiB or more from its own mapping, returned when freed.
+def one_heap() -> None:
+    """Let every thread allocate from glibc's main heap (``M_ARENA_MAX`` = 1), which ``malloc_trim``
+    gives back in full.
 
-    glibc raises its mmap threshold as big blocks are freed (up to 32 MiB), so a 24 MP call's
-    images and tiles land in the heap, where malloc_trim cannot return what smaller live
-    blocks pin: the idle server kept ~80 MB more after each big call (docs/reliability.md).
+    Each connection computes in its own thread, and onnxruntime and OpenCV have their pools:
+    with glibc's default of one arena per thread, the big blocks of a call land in thread
+    arenas whose top ``malloc_trim`` does not return (~80 MB kept after a 24 MP call).  The
+    first fix, every block of 1 MiB or more in its own mapping (``M_MMAP_THRESHOLD``), returned
+    that memory too but made each call fault all its pages in afresh: 12 MP, 230 k page faults
+    and 0.55 s of system time a call instead of 70 k and 0.2 s in a plain process (1.3 s instead
+    of 0.94 s in GIMP); with one heap a call costs what it costs in a plain process
+    (docs/reliability.md).  On 2-4 cores one heap's lock is not contended: onnxruntime and
+    OpenCV allocate per operation, not per pixel.
     """
     libc = glibc()
     if libc is not None:
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD; setting it also stops the dynamic raise
+        libc.mallopt(-8, 1)  # M_ARENA_MAX; before any other thread allocates
 
 
 def release_memory() -> None:
@@ -524,7 +531,7 @@ def serve_forever(
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), terminate)
     sessions.MEMORY_ARENA = False  # an idle server gives back what a big call took
-    keep_big_blocks_apart()
+    one_heap()
     try:
         try:  # load the default model before announcing, so the first client does not wait twice
             get_model(build_settings({}), RuntimeOptions(models=models))
