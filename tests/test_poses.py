@@ -29,13 +29,14 @@ def gt_mask(name: str) -> np.ndarray:
     return cv2.imread(str(HS / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE) >= 128
 
 
-def test_confident_keypoints_lie_on_the_people(outs):
-    # Every confident keypoint of every detected person is on (or within a few pixels of) a
-    # person of the hand-checked mask; several people per photo must be found.
-    for name, out in outs.items():
+def test_confident_keypoints_lie_on_the_people():
+    # Every confident keypoint of every detected person (segment()'s poses: body-pix's allPoses,
+    # in photo pixels) is on (or within a few pixels of) a person of the hand-checked mask;
+    # several people per photo must be found.
+    for name in MULTI:
         gt = gt_mask(name)
         near = cv2.dilate(gt.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
-        found = [p for p in poses.multi_poses(out) if p.score >= 0.4]
+        found = [p for p in segment(load(HS / "images" / f"{name}.jpg"), Settings()).poses if p.score >= 0.4]
         assert len(found) >= 2, f"{name}: {len(found)} confident poses"
         pts = [(k.x, k.y) for p in found for k in p.keypoints if k.score >= 0.5]
         inside = [near[min(max(round(y), 0), gt.shape[0] - 1), min(max(round(x), 0), gt.shape[1] - 1)]

@@ -207,13 +207,6 @@ def decode_raw(out: BodyPixOutput, max_detections: int = 10, score_threshold: fl
                                  out.geometry.output_stride, max_detections, score_threshold, nms_radius)
 
 
-def multi_poses(out: BodyPixOutput, max_detections: int = 10, score_threshold: float = 0.4,
-                nms_radius: float = 20.0) -> list[Pose]:
-    """body-pix ``segmentPerson``'s ``allPoses``: every decoded pose, in photo pixels, detection order."""
-    raws = decode_raw(out, max_detections, score_threshold, nms_radius)
-    return [to_photo(r, out.geometry) for r in raws]
-
-
 def skeleton(pose: Pose, min_score: float = 0.3) -> list[tuple[tuple[float, float], tuple[float, float]]]:
     """The body-pix skeleton of a pose: one ((x0, y0), (x1, y1)) segment per ``POSE_CHAIN`` edge
     whose two keypoints both score above ``min_score`` (what "Pose to Path" draws).
