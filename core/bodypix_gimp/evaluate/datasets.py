@@ -64,6 +64,17 @@ class Dataset:
         for path in self.images:
             yield load_sample(self, path)
 
+    def photo(self, stem: str) -> Path:
+        """The photo named ``stem`` (any suffix of ``IMAGE_SUFFIXES``); an InputError if the set has none."""
+        for path in self.images:
+            if path.stem == stem:
+                return path
+        raise InputError(f"{self.root}: no photo named {stem!r}")
+
+    def sample(self, stem: str) -> Sample:
+        """The photo named ``stem`` with its truth."""
+        return load_sample(self, self.photo(stem))
+
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -31,6 +32,7 @@ import numpy as np
 from ..imageio import load_image
 from ..pipeline import segment
 from ..settings import Settings
+from .datasets import Dataset, open_dataset
 
 ROOT = Path(__file__).resolve().parents[3]
 EVAL = Path(os.environ.get("BODYPIX_SHARED", ROOT.parent / "shared")) / "eval"
@@ -51,18 +53,25 @@ COMPOSE_FROM = ["129", "130", "131", "132", "133", "135", "137", "138", "143", "
 TILE = (240, 320)
 
 
+@cache
+def dataset(folder: str) -> Dataset:
+    """One evaluation folder under ``EVAL`` (``datasets.open_dataset``), opened once."""
+    return open_dataset(EVAL / folder)
+
+
 def photo_path(key: str) -> Path:
+    """``"human_seg_300/061"`` -> that photo's path."""
     folder, stem = key.split("/")
-    return EVAL / folder / "images" / f"{stem}.jpg"
+    return dataset(folder).photo(stem)
 
 
 def compose(names: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Photos side by side and each person's ground-truth mask in the composed photo."""
     photos, gts = [], []
     for i, n in enumerate(names):
-        photos.append(cv2.resize(load_image(HS / "images" / f"{n}.jpg"), TILE[::-1], interpolation=cv2.INTER_AREA))
-        m = cv2.imread(str(HS / "masks" / f"{n}.png"), cv2.IMREAD_GRAYSCALE)
-        m = cv2.resize(m, TILE[::-1], interpolation=cv2.INTER_NEAREST) >= 128
+        sample = dataset(HS.name).sample(n)
+        photos.append(cv2.resize(sample.image(), TILE[::-1], interpolation=cv2.INTER_AREA))
+        m = cv2.resize(sample.gt.view(np.uint8), TILE[::-1], interpolation=cv2.INTER_NEAREST) > 0
         full = np.zeros((TILE[0], TILE[1] * len(names)), bool)
         full[:, i * TILE[1]:(i + 1) * TILE[1]] = m
         gts.append(full)
@@ -100,7 +109,7 @@ def evaluate(settings: Settings, quick: bool) -> dict:
         "per_photo": rows,
     }
     # One-person photos: extra instances.
-    singles = [p for p in sorted((HS / "images").glob("*.jpg")) if f"human_seg_300/{p.stem}" not in GT_PEOPLE]
+    singles = [p for p in dataset(HS.name).images if f"{HS.name}/{p.stem}" not in GT_PEOPLE]
     if quick:
         singles = singles[::5]
     found = [len(segment(load_image(p), settings).persons) for p in singles]
