@@ -1,8 +1,13 @@
 """Settings validation speaks body-pix's language and names the allowed values."""
 
+import argparse
+
 import pytest
+from bodypix_gimp.cli.segment import add_settings_arguments, settings_from_args
 from bodypix_gimp.errors import ConfigError
 from bodypix_gimp.settings import Settings, default_settings, model_name, parse_model_name
+from bodypix_gimp.worker.operations import build_settings
+from bodypix_gimp.worker.protocol import WorkerError
 
 
 @pytest.mark.parametrize(
@@ -57,3 +62,28 @@ def test_product_defaults_are_valid_settings():
     s = default_settings()
     assert isinstance(s, Settings)
     assert default_settings(refine="none").refine == "none"
+
+
+def test_cli_flags_and_gimp_dialog_options_make_the_same_settings():
+    """Both front-ends go through settings.settings_from_options, each with its own option names."""
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser)
+    flags = ["--stride", "8", "--threshold", "0.5", "--internal-resolution", "0.6", "--no-refine", "--no-fingers",
+             "--soft"]
+    dialog = {"quality": "accurate", "threshold": 0.5, "internal_resolution": "0.6", "refine": False,
+              "fingers": False, "soft_edges": True}
+    want = Settings.product(output_stride=8, segmentation_threshold=0.5, internal_resolution=0.6, refine="none",
+                            fingers=False, soft_edges=True)
+    assert settings_from_args(parser.parse_args(flags)) == build_settings(dialog) == want
+    assert settings_from_args(parser.parse_args([])) == build_settings({}) == Settings.product()
+    # refine on: the product's method; a method by name from the CLI
+    assert build_settings({"refine": True}).refine == Settings.product().refine != "none"
+    assert settings_from_args(parser.parse_args(["--refine", "guided"])).refine == "guided"
+    assert settings_from_args(parser.parse_args(["--model", "mobilenet050-float-stride8"])).model_name == \
+        "mobilenet050-float-stride8"
+    # a bad value: body-pix's words, a ConfigError in the CLI, a "config" error for the plug-in
+    with pytest.raises(ConfigError, match="must be one of low,medium,high,full"):
+        settings_from_args(parser.parse_args(["--internal-resolution", "ultra"]))
+    with pytest.raises(WorkerError, match="must be one of low,medium,high,full") as e:
+        build_settings({"internal_resolution": "ultra"})
+    assert e.value.kind == "config"

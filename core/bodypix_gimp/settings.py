@@ -203,3 +203,44 @@ PRODUCT_DEFAULTS: dict[str, Any] = {
 def default_settings(**changes: Any) -> Settings:
     """The best pipeline (``PRODUCT_DEFAULTS``) with ``changes`` applied (``Settings.product``)."""
     return Settings.product(**changes)
+
+
+def settings_from_options(
+    *, model: str | None = None, output_stride: int | None = None, threshold: float | None = None,
+    internal_resolution: str | float | None = None, max_input_pixels: int | None = None,
+    refine: str | bool | None = None, fingers: bool | None = None, soft_edges: bool | None = None,
+) -> Settings:
+    """A user's options -> ``Settings`` on top of the product's defaults; ``None`` keeps a default.
+
+    The one translation the front-ends share: ``cli.segment``'s flags and the GIMP worker's
+    dialog options (``worker.operations.build_settings``) each map their own names onto these.
+    ``model``: a manifest name (:func:`parse_model_name`), applied before ``output_stride``;
+    ``threshold``: segmentationThreshold; ``internal_resolution``: low/medium/high/full or a
+    number (a numeric string counts as its number); ``refine``: a method name, or True/False
+    for the product's method / BodyPix's own edge.  A value out of range is a ConfigError.
+    """
+    changes: dict[str, Any] = {}
+    if model is not None:
+        changes.update(parse_model_name(model))
+    if output_stride is not None:
+        changes["output_stride"] = output_stride
+    if threshold is not None:
+        changes["segmentation_threshold"] = threshold
+    if internal_resolution is not None:
+        if isinstance(internal_resolution, str):
+            try:
+                internal_resolution = float(internal_resolution)
+            except ValueError:
+                pass  # a name (or a typo: Settings says what would have worked)
+        changes["internal_resolution"] = internal_resolution
+    if max_input_pixels is not None:
+        changes["max_input_pixels"] = max_input_pixels
+    if isinstance(refine, bool):
+        changes["refine"] = PRODUCT_DEFAULTS["refine"] if refine else "none"
+    elif refine is not None:
+        changes["refine"] = refine
+    if fingers is not None:
+        changes["fingers"] = fingers
+    if soft_edges is not None:
+        changes["soft_edges"] = soft_edges
+    return default_settings(**changes)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..settings import Settings, default_settings, parse_model_name
+from ..settings import Settings, settings_from_options
 
 
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,31 +38,13 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Build Settings from the shared options on top of the product defaults."""
-    changes: dict[str, object] = {}
-    if args.model:
-        changes.update(parse_model_name(args.model))
-    if args.stride is not None:
-        changes["output_stride"] = args.stride
-    if args.threshold is not None:
-        changes["segmentation_threshold"] = args.threshold
-    if args.internal_resolution is not None:
-        ir = args.internal_resolution
-        try:
-            changes["internal_resolution"] = float(ir)
-        except ValueError:
-            changes["internal_resolution"] = ir
-    if args.max_input_pixels is not None:
-        changes["max_input_pixels"] = args.max_input_pixels
-    if args.refine is not None:
-        changes["refine"] = args.refine
-    if args.no_refine:
-        changes["refine"] = "none"
-    if args.no_fingers:
-        changes["fingers"] = False
-    if args.soft:
-        changes["soft_edges"] = True
-    return default_settings(**changes)
+    """Settings from the shared options (``settings_from_options``) on top of the product defaults."""
+    return settings_from_options(
+        model=args.model or None, output_stride=args.stride, threshold=args.threshold,
+        internal_resolution=args.internal_resolution, max_input_pixels=args.max_input_pixels,
+        refine="none" if args.no_refine else args.refine, fingers=False if args.no_fingers else None,
+        soft_edges=True if args.soft else None,
+    )
 
 
 def runtime_from_args(args: argparse.Namespace):  # noqa: ANN201 - RuntimeOptions

@@ -22,7 +22,7 @@ from ..errors import ChecksumError, ConfigError, ModelNotFoundError
 from ..pipeline import segment
 from ..result import PART_GROUPS, PART_NAMES, Result, part_ids
 from ..runtime.sessions import RuntimeOptions
-from ..settings import Settings, default_settings
+from ..settings import Settings, settings_from_options
 from .cache import ResultCache, digest, key, sample_digest
 from .protocol import MULTI_PERSON_OPS, Output, Request, WorkerError
 
@@ -30,35 +30,28 @@ QUALITY = {"fast": {"output_stride": 16}, "accurate": {"output_stride": 8}}
 
 
 def build_settings(options: dict[str, Any]) -> Settings:
-    """Dialog values -> Settings on top of the product defaults.
+    """Dialog values -> Settings on top of the product defaults (``settings_from_options``).
 
     quality: "fast" (stride 16) or "accurate" (stride 8); refine / fingers: on or off;
-    threshold: 0..1; internal_resolution: low/medium/high/full or a number.
+    threshold: 0..1; internal_resolution: low/medium/high/full or a number.  A bad value is a
+    "config" WorkerError.
     """
-    base = default_settings()
-    changes: dict[str, Any] = {}
     quality = options.get("quality", "fast")
     if not isinstance(quality, str) or quality not in QUALITY:
         raise WorkerError(f"quality must be one of {', '.join(QUALITY)}, not {quality!r:.40}", "config")
-    changes.update(QUALITY[quality])
-    if "threshold" in options:
-        threshold = options["threshold"]
-        if type(threshold) not in (int, float):  # a string or a list from a script is a "config" error
-            raise WorkerError(f"threshold must be a number between 0 and 1, not {threshold!r:.40}", "config")
-        changes["segmentation_threshold"] = float(threshold)
-    if options.get("internal_resolution"):
-        changes["internal_resolution"] = options["internal_resolution"]
-    if "refine" in options:
-        changes["refine"] = base.refine if options["refine"] else "none"
-    if "fingers" in options:
-        changes["fingers"] = bool(options["fingers"])
-    if "soft_edges" in options:
-        changes["soft_edges"] = bool(options["soft_edges"])
+    threshold = options.get("threshold")
+    if "threshold" in options and type(threshold) not in (int, float):  # a string or a list from a script
+        raise WorkerError(f"threshold must be a number between 0 and 1, not {threshold!r:.40}", "config")
     try:
-        return base.replace(**changes)
+        return settings_from_options(
+            **QUALITY[quality], threshold=float(threshold) if "threshold" in options else None,
+            internal_resolution=options.get("internal_resolution") or None,
+            refine=bool(options["refine"]) if "refine" in options else None,
+            fingers=bool(options["fingers"]) if "fingers" in options else None,
+            soft_edges=bool(options["soft_edges"]) if "soft_edges" in options else None,
+        )
     except (ConfigError, TypeError, ValueError) as e:
         raise WorkerError(str(e).splitlines()[0] if str(e) else "bad options", "config") from None
-
 
 
 def intersect(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
