@@ -99,7 +99,9 @@ def part_argmax(
     nearest neighbour: part borders then sit within half a working pixel of the exact
     ones, at a fraction of the cost at 24 MP.  The full-size passes are uint8 OpenCV
     operations (threaded); the few pixels of ``where`` the working-size labels do not cover
-    are computed exactly as points, never as full-size arrays.
+    are computed exactly as points, never as full-size arrays.  Labels computed once are kept
+    in ``out.part_cache`` (``_labels``): the pipeline's second call (the pixels later stages added) only
+    computes the pixels the first did not.
     """
     geo = out.geometry
     out_h, out_w = size or (geo.height, geo.width)
@@ -114,7 +116,7 @@ def part_argmax(
             small_where = cv2.resize(ones, work[::-1], interpolation=cv2.INTER_AREA)
             del ones
             small_where = cv2.dilate(small_where, np.ones((3, 3), np.uint8)) > 0
-        small = _part_argmax_exact(out, work, small_where)
+        small = _labels(out, work, small_where)
         parts = cv2.resize(small, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
         left = cv2.threshold(parts, 254, 255, cv2.THRESH_BINARY)[1]  # parts == 255
         if where is not None:
@@ -123,34 +125,82 @@ def part_argmax(
             cv2.bitwise_and(left, cv2.bitwise_not(outside, dst=outside), dst=left)
             del outside
         if cv2.countNonZero(left):
-            xy = cv2.findNonZero(left).reshape(-1, 2)
-            iy, ix = xy[:, 1].astype(np.intp), xy[:, 0].astype(np.intp)
+            iy, ix = _nonzero(left)
             parts[iy, ix] = _part_argmax_points(out, (out_h, out_w), iy, ix)
         return parts
     if where is not None and where.dtype != np.bool_:
         where = where != 0
-    return _part_argmax_exact(out, (out_h, out_w), where)
+    return _labels(out, (out_h, out_w), where)
 
 
-def _part_argmax_points(out: BodyPixOutput, size: tuple[int, int], iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
-    """``_part_argmax_exact(out, size)[iy, ix]`` for a list of pixels, with no full-size array.
+def _nonzero(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the few non-zero pixels of a large uint8 array.
 
-    The same arithmetic per pixel (uniform window, else the row blend then the column blend
-    in the same order), so the labels are the same, bit for bit.
+    The rows holding any come from numpy's row max (< 1 ms at 12 MP); ``cv2.findNonZero``
+    then reads those rows only (over the whole photo it took ~15 ms).
     """
+    rows = np.flatnonzero(a.max(axis=1))
+    xy = cv2.findNonZero(np.ascontiguousarray(a[rows])).reshape(-1, 2)
+    return rows[xy[:, 1]].astype(np.intp), xy[:, 0].astype(np.intp)
+
+
+def _labels(out: BodyPixOutput, size: tuple[int, int], where: np.ndarray | None) -> np.ndarray:
+    """Exact part labels at ``size`` on ``where`` (bool; None: everywhere), 255 elsewhere.
+
+    The labels are kept in ``out.part_cache`` (255 = not computed yet): a pixel's label does not
+    depend on which other pixels are asked for, so each is computed once per ``out``, although
+    the pipeline asks twice (BodyPix's mask, then what the later stages added).
+    """
+    known = out.part_cache.get(("labels", *size))
+    if known is None:
+        ylo, _, xlo, _, uniform = _windows(out, size)
+        known = out.part_cache[("labels", *size)] = uniform[ylo[:, None], xlo[None, :]]
+    todo = known == 255
+    if where is not None:
+        todo &= where
+    iy, ix = np.nonzero(todo)
+    if len(iy):
+        known[iy, ix] = _part_argmax_points(out, size, iy, ix)
+    if where is None:
+        return known.copy()
+    return np.where(where, known, np.uint8(255))
+
+
+def _windows(out: BodyPixOutput, size: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """(ylo, yw, xlo, xw, uniform): each output row's / column's grid window and weights
+    (``_support`` of the composite resampling), and the grid label where a window is one label.
+    Kept in ``out.part_cache``: at the photo's size they take a few ms to build."""
+    cached = out.part_cache.get(("windows", *size))
+    if cached is not None:
+        return cached
     geo = out.geometry
-    logits = out.part_heatmaps
-    gh, gw, nc = logits.shape
+    gh, gw = out.part_heatmaps.shape[:2]
     rows, cols = _crop_axes(geo, *size)
     ylo, yw = _support(_composite(gh, geo.input_height, rows))
     xlo, xw = _support(_composite(gw, geo.input_width, cols))
-    uniform = _uniform_windows(logits.argmax(axis=-1).astype(np.uint8), max(yw.shape[1], xw.shape[1]))
+    grid_label = out.part_heatmaps.argmax(axis=-1).astype(np.uint8)
+    windows = ylo, yw, xlo, xw, _uniform_windows(grid_label, max(yw.shape[1], xw.shape[1]))
+    out.part_cache[("windows", *size)] = windows
+    return windows
+
+
+def _part_argmax_points(out: BodyPixOutput, size: tuple[int, int], iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    """The part label at ``size`` of each pixel (iy, ix), exact up to float rounding, no full-size array.
+
+    A pixel whose window holds one grid label takes it; the others blend the logits of their
+    window's grid rows (only the rows in use), then the columns, and take the argmax.  Each
+    pixel's arithmetic is the same whatever the other pixels, so its label is the same, bit
+    for bit, however the pixels are grouped into calls.
+    """
+    logits = out.part_heatmaps
+    gh, gw, nc = logits.shape
+    ylo, yw, xlo, xw, uniform = _windows(out, size)
     labels = uniform[ylo[iy], xlo[ix]]
     todo = np.flatnonzero(labels == 255)
     if not len(todo):
         return labels
     ty, tx = iy[todo], ix[todo]
-    need = np.unique(ty)  # the rows blended (``t`` of ``_part_argmax_exact``), only those in use
+    need = np.unique(ty)  # the rows blended, only those in use
     t = np.zeros((len(need), gw, nc), np.float32)
     for s in range(yw.shape[1]):
         t += yw[need, s, None, None] * logits[np.minimum(ylo[need] + s, gh - 1)]
@@ -163,42 +213,6 @@ def _part_argmax_points(out: BodyPixOutput, size: tuple[int, int], iy: np.ndarra
             acc += xw[jx, s, None] * t[jy, np.minimum(xlo[jx] + s, gw - 1)]
         labels[todo[a:b]] = acc.argmax(axis=-1)
     return labels
-
-
-def _part_argmax_exact(out: BodyPixOutput, size: tuple[int, int], where: np.ndarray | None) -> np.ndarray:
-    """``part_argmax`` computed at ``size`` from the logits, exact up to float rounding."""
-    geo = out.geometry
-    out_h, out_w = size
-    logits = out.part_heatmaps
-    gh, gw, nc = logits.shape
-    rows, cols = _crop_axes(geo, out_h, out_w)
-    my = _composite(gh, geo.input_height, rows)  # out_h x gh
-    mx = _composite(gw, geo.input_width, cols)  # out_w x gw
-    ylo, yw = _support(my)
-    xlo, xw = _support(mx)
-    k = max(yw.shape[1], xw.shape[1])
-    grid_label = logits.argmax(axis=-1).astype(np.uint8)
-    uniform = _uniform_windows(grid_label, k)
-    parts = uniform[ylo[:, None], xlo[None, :]]
-    todo = parts == 255
-    if where is not None:
-        parts[~where] = 255
-        todo &= where
-    # Rows first (small: out_h x gw x nc, a blend of at most k grid rows each), then exact
-    # columns only where needed.
-    t = np.zeros((out_h, gw, nc), np.float32)
-    for s in range(yw.shape[1]):
-        t += yw[:, s, None, None] * logits[np.minimum(ylo + s, gh - 1)]
-    todo_y, todo_x = np.nonzero(todo)
-    step = max(1, STRIP_PIXELS // nc)
-    for a, b in strips(len(todo_y), step):
-        iy, ix = todo_y[a:b], todo_x[a:b]
-        acc = np.zeros((b - a, nc), np.float32)
-        for s in range(xw.shape[1]):
-            col = np.minimum(xlo[ix] + s, gw - 1)
-            acc += xw[ix, s, None] * t[iy, col]
-        parts[iy, ix] = acc.argmax(axis=-1)
-    return parts
 
 
 def _support(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

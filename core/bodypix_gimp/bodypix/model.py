@@ -11,7 +11,8 @@ are later resampled straight to the full photo size.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -75,6 +76,9 @@ class BodyPixOutput:
     displacement_fwd: np.ndarray
     displacement_bwd: np.ndarray
     part_offsets: np.ndarray | None = None
+    # ``decode.part_argmax``'s work kept between its calls (the labels computed so far, the
+    # sampling windows), so that the pipeline's second call only computes what the first did not
+    part_cache: dict[tuple[str, int, int], Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def to_valid_resolution(value: float, stride: int) -> int:
