@@ -61,6 +61,29 @@ def test_fast_part_argmax_equals_resampling_every_channel(jim):
     assert (dec.part_argmax(out) == exact).mean() > 0.9995
 
 
+@pytest.mark.parametrize("scale", [1, 3])  # the photo's own grid; capped, labels on the working grid
+def test_part_labels_do_not_depend_on_what_was_asked_before(jim, scale):
+    """The pipeline asks ``part_argmax`` twice of one output (BodyPix's mask, then the pixels the
+    edge stage added), and the labels computed the first time are kept: the second answer must be
+    the one a fresh output gives, and the first answer the same pixels' labels of a single call."""
+    image = np.kron(jim, np.ones((scale, scale, 1), np.uint8))
+    model = get_model(RAW)
+    asked, fresh = model.run(image, RAW), model.run(image, RAW)
+    assert asked.geometry.capped == (scale > 1)
+    prob = dec.person_probability(asked)
+    inner = prob > 0.7
+    ring = (prob > 0.05) & ~inner  # what an edge stage adds around BodyPix's mask
+    assert inner.sum() > 1000 and ring.sum() > 1000
+    first = dec.part_argmax(asked, where=inner)
+    second = dec.part_argmax(asked, where=ring.view(np.uint8) * np.uint8(255))
+    assert np.array_equal(second, dec.part_argmax(fresh, where=ring))
+    both = dec.part_argmax(model.run(image, RAW), where=inner | ring)
+    if scale == 1:  # on the photo's grid a label does not depend on ``where`` at all
+        assert np.array_equal(np.where(inner, both, 255), first)
+        assert np.array_equal(np.where(ring, both, 255), second)
+    assert np.all(first[~inner] == 255) and np.all(first[inner] < len(PART_NAMES))
+
+
 def test_huge_photo_is_capped_and_masks_come_out_at_full_size(jim):
     big = np.kron(jim, np.ones((5, 5, 1), np.uint8))  # 4500x2530 = 11 MP, same content
     small = segment(jim, Settings(internal_resolution="full", max_input_pixels=460_000))
