@@ -170,7 +170,8 @@ class Install:
         version = installed_version(self.gimp)
         # the profile is new to GIMP: without its version in gimprc, GIMP shows "Welcome"
         (self.profile / "gimprc").write_text(f'(config-version "{version}")\n(show-welcome-dialog no)\n')
-        code = f"exec(open({str(script)!r}).read())"
+        # the script's folder on GIMP Python's sys.path: the GUI scripts share gimp_gui.py
+        code = f"import sys; sys.path.insert(0, {str(script.parent)!r}); exec(open({str(script)!r}).read())"
         t = time.perf_counter()
         proc = subprocess.run(
             [self.gimp.bin("gimp3-run"), gui_binary(version), "-n", "-s", "-d", "-f",

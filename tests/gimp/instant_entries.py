@@ -1,5 +1,5 @@
-# Runs INSIDE GIMP 3 *with its GUI* in a virtual X display (python-fu-eval exec()s it; Gimp,
-# Gegl, Gio are imported). Photo 1 was opened from GIMP's command line, as a user opens it
+# Runs INSIDE GIMP 3 *with its GUI* in a virtual X display (python-fu-eval exec()s it; the
+# helpers it shares with undo.py are in gimp_gui.py). Photo 1 was opened from GIMP's command line, as a user opens it
 # (undo enabled, clean); photo 2 ($BODYPIX_CLICK_GROUP) is loaded by this script. Writes
 # $BODYPIX_CLICK_OUT/report.json and .npy arrays that tests/test_gimp_click.py checks.
 #
@@ -17,7 +17,6 @@
 # 4. The cache: Select > Person on photo 1 again (answered from the worker's cache), then the
 #    layer moved, one pixel changed, a block painted white: each next click must give the
 #    result for the layer as it is now (the report keeps the pixels the plug-in saw).
-import hashlib
 import json
 import os
 import subprocess
@@ -30,6 +29,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 import numpy as np  # noqa: E402
 from gi.repository import Gegl, Gimp, Gio  # noqa: E402
+from gimp_gui import image_window, opened_image, press, procedure, read, state  # noqa: E402
 
 OUT = os.environ["BODYPIX_CLICK_OUT"]
 INSTANT = json.loads(os.environ["BODYPIX_CLICK_PROCS"])
@@ -59,19 +59,6 @@ while time.time() < deadline:
 """
 
 
-def xdotool(*args):
-    return subprocess.run(["xdotool", *args], capture_output=True, text=True, timeout=30).stdout.split()
-
-
-def read(drawable, fmt=None):
-    w, h = drawable.get_width(), drawable.get_height()
-    return bytes(drawable.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, fmt, Gegl.AbyssPolicy.NONE))
-
-
-def digest(drawable):
-    return hashlib.sha1(read(drawable)).hexdigest()
-
-
 def selection(image):
     sel = image.get_selection()
     return np.frombuffer(read(sel, "Y u8"), np.uint8).reshape(sel.get_height(), sel.get_width())
@@ -81,49 +68,10 @@ def rgb(layer):
     return np.frombuffer(read(layer, "R'G'B' u8"), np.uint8).reshape(layer.get_height(), layer.get_width(), 3)
 
 
-def state(image):
-    """Everything a Select entry may change, in a form that compares with ==."""
-    layers = []
-    for it in image.get_layers():
-        _, x, y = it.get_offsets()
-        layers.append([it.get_id(), it.get_name(), x, y, it.get_width(), it.get_height(), digest(it)])
-    return {
-        "layers": layers,
-        "channels": [[c.get_id(), c.get_name(), digest(c)] for c in image.get_channels()],
-        "selection": digest(image.get_selection()),
-        "dirty": bool(image.is_dirty()),
-    }
-
-
-def image_window(image):
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        for wid in xdotool("search", "--onlyvisible", "--name", "GIMP"):
-            if f"-{image.get_id()}." in " ".join(xdotool("getwindowname", wid)):
-                return wid
-        time.sleep(0.2)
-    raise RuntimeError("no image window found in the virtual display")
-
-
-def press(window, image, keys, before, wait=15.0, settle=1.0):
-    """One key press in the image window; the state once it changed and settled."""
-    xdotool("windowfocus", "--sync", window)
-    xdotool("key", "--clearmodifiers", keys)
-    deadline = time.time() + wait
-    now = state(image)
-    while now == before and time.time() < deadline:
-        time.sleep(0.1)
-        now = state(image)
-    time.sleep(settle)
-    return state(image)
-
-
 def call(name, image=None, layer=None, interactive=False, answer="Escape", **args):
     """Run a procedure as the menu (INTERACTIVE) or a script does; a watcher process notes every
     window that opens meanwhile and answers it with ``answer``. Returns a report entry."""
-    proc = Gimp.get_pdb().lookup_procedure(name)
-    if proc is None:
-        raise RuntimeError(name + " is not registered: plug-in not installed where GIMP looks")
+    proc = procedure(name)
     cfg = proc.create_config()
     cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE if interactive else Gimp.RunMode.NONINTERACTIVE)
     if image is not None:
@@ -158,10 +106,7 @@ def save(name, array):
 # GIMP's own messages (GIMP 3.2 turns Gdk criticals about xdotool's virtual keyboard into a
 # "GIMP Message" window) go to the console: a window during a call can then only be a dialog
 Gimp.message_set_handler(Gimp.MessageHandlerType.CONSOLE)
-deadline = time.time() + 60
-while not Gimp.get_images() and time.time() < deadline:  # the photo named on the command line
-    time.sleep(0.2)
-photo = Gimp.get_images()[0]
+photo = opened_image()
 group = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.environ["BODYPIX_CLICK_GROUP"]))
 window = image_window(photo)
 layer = photo.get_layers()[0]
