@@ -339,3 +339,18 @@ def test_fused_conv_nodes(models_dir, tmp_path, photo):
     fused, plain = run(build_onnx(model_json, weights), photo), run(convert(src), photo)
     for name, value in plain.items():
         np.testing.assert_allclose(fused[name], value, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("package", ["onnx", "tflite"])
+def test_a_missing_converter_package_says_what_to_install(monkeypatch, package):
+    """Fault injection: the optional package cannot be imported (None in sys.modules)."""
+    import sys
+
+    from bodypix_gimp.setup.convert import tfjs_graph, tflite
+
+    monkeypatch.setitem(sys.modules, package, None)
+    calls = [lambda: tflite.build_onnx(b"")] if package == "tflite" else [
+        lambda: build_onnx({}, {}), lambda: tfjs_graph.build_graph_onnx({}, {}), lambda: tflite.build_onnx(b"")]
+    for call in calls:
+        with pytest.raises(ConversionError, match=rf"needs the '{package}' package: pip install 'bodypix-gimp"):
+            call()

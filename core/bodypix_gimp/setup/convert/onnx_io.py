@@ -17,6 +17,12 @@ class ConversionError(ValueError):
     """The tfjs model cannot be converted; the message names the file and the node."""
 
 
+def missing_package(package: str, kind: str) -> ConversionError:
+    """The error for a converter package that is not installed (the optional ``convert`` extra)."""
+    return ConversionError(f"converting {kind} models needs the {package!r} package: "
+                           "pip install 'bodypix-gimp[convert]'")
+
+
 def resize_coordinates(op: str, align_corners: bool, half_pixel_centers: bool) -> str:
     """ONNX Resize ``coordinate_transformation_mode`` of a TF ResizeBilinear/NearestNeighbor."""
     if align_corners:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_io import ConversionError, make_model, resize_coordinates
+from .onnx_io import ConversionError, make_model, missing_package, resize_coordinates
 
 DILATION_MODES = ("fixed", "tfjs")
 
@@ -324,9 +324,7 @@ def build_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray], dilat
     try:
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
-        raise ConversionError(
-            "converting TF.js models needs the 'onnx' package: pip install 'bodypix-gimp[convert]'"
-        ) from None
+        raise missing_package("onnx", "TF.js") from None
 
     if dilation not in DILATION_MODES:
         raise ValueError(f"dilation must be one of {DILATION_MODES}, not {dilation!r}")

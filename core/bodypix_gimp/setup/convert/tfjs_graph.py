@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_io import ConversionError, make_model, resize_coordinates
+from .onnx_io import ConversionError, make_model, missing_package, resize_coordinates
 from .tfjs import (
     TfjsNode,
     _activation,
@@ -661,9 +661,7 @@ def build_graph_onnx(model_json: dict[str, Any], weights: dict[str, np.ndarray],
     try:
         from onnx import helper, numpy_helper
     except ImportError:
-        raise ConversionError(
-            "converting TF.js models needs the 'onnx' package: pip install 'bodypix-gimp[convert]'"
-        ) from None
+        raise missing_package("onnx", "TF.js") from None
 
     nodes = parse_nodes(model_json)
     by_name = {n.name: n for n in nodes}

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_io import ConversionError, make_model, write_onnx
+from .onnx_io import ConversionError, make_model, missing_package, write_onnx
 
 # tflite TensorType -> numpy dtype (little-endian buffers)
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
@@ -62,9 +62,7 @@ def _read(data: bytes) -> tuple[list[_Tensor], list[_Op], list[int], list[int]]:
         import tflite
         from tflite.BuiltinOperator import BuiltinOperator
     except ImportError:
-        raise ConversionError(
-            "converting TFLite models needs the 'tflite' package: pip install 'bodypix-gimp[convert]'"
-        ) from None
+        raise missing_package("tflite", "TFLite") from None
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ConversionError("not a TFLite flatbuffer (no TFL3 identifier)")
     op_names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
@@ -410,9 +408,7 @@ def build_onnx(data: bytes, name: str = "tflite") -> Any:
     try:
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
-        raise ConversionError(
-            "converting TFLite models needs the 'onnx' package: pip install 'bodypix-gimp[convert]'"
-        ) from None
+        raise missing_package("onnx", "TFLite") from None
 
     try:
         tensors, ops, inputs, outputs = _read(data)
