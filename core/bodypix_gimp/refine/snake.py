@@ -71,13 +71,8 @@ def snake_mask(
     holes = []
     for ci, c in enumerate(contours):
         is_hole = hierarchy[0][ci][3] >= 0
-        if cv2.contourArea(c) < min_area:
-            (holes if is_hole else []).append(c)
-            if not is_hole:
-                cv2.drawContours(out, [c], -1, 255, -1)
-            continue
         pts = c[:, 0, :].astype(np.float32)[::spacing]
-        if len(pts) < 8:
+        if cv2.contourArea(c) < min_area or len(pts) < 8:  # too small to move: kept as it is
             (holes if is_hole else []).append(c)
             if not is_hole:
                 cv2.drawContours(out, [c], -1, 255, -1)
