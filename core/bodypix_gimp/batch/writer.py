@@ -98,13 +98,18 @@ class Writer:
         self.thread.start()
 
     def put(self, item: Item) -> None:
+        if not self._offer(item):
+            raise RuntimeError("the output writer stopped")  # only after a bug in _loop
+
+    def _offer(self, item: Item | None) -> bool:
+        """Queue ``item`` once there is room; False if the writer thread has ended meanwhile."""
         while self.thread.is_alive():
             try:
                 self.queue.put(item, timeout=0.2)
-                return
+                return True
             except queue.Full:
                 continue
-        raise RuntimeError("the output writer stopped")  # only after a bug in _loop
+        return False
 
     def close(self, abort: bool) -> None:
         """Finish the queue (or, with ``abort``, drop it and abandon the current photo); join."""
@@ -115,12 +120,7 @@ class Writer:
                     self.queue.get_nowait()
                 except queue.Empty:
                     break
-        while self.thread.is_alive():
-            try:
-                self.queue.put(None, timeout=0.2)
-                break
-            except queue.Full:
-                continue
+        self._offer(None)  # the end mark
         self.thread.join()
         self.bar.close()
 
