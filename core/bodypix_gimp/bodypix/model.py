@@ -138,12 +138,13 @@ def prepare_input(
     ph, pw = padded.shape[:2]
     rows = resize_axis(ph, geo.input_height, align_corners=False)
     cols = resize_axis(pw, geo.input_width, align_corners=False)
-    x = apply_cols(apply_rows(padded, rows), cols)
+    x = apply_cols(apply_rows(padded, rows), cols)  # a fresh float32 array: normalised in place
     if architecture == "ResNet50":
-        x = x + IMAGENET_MEAN
+        x += IMAGENET_MEAN
     else:
-        x = x / np.float32(127.5) - np.float32(1.0)
-    return x[None].astype(np.float32, copy=False)
+        x /= np.float32(127.5)
+        x -= np.float32(1.0)
+    return x[None]
 
 
 class BodyPixModel:
