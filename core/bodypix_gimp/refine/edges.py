@@ -45,8 +45,10 @@ WORK_PIXELS = 1_000_000
 # Guided-filter radius (working-grid px) and regulariser for the final upsampling.
 UPSAMPLE_RADIUS, UPSAMPLE_EPS = 2, 1e-4
 # The band is upsampled in tiles of BAND_TILE x BAND_TILE photo pixels, in runs of at most
-# BAND_RUN_TILES tiles (so every cv2.remap map is at most 128 x 4096, whatever the photo).
-BAND_TILE, BAND_RUN_TILES = 128, 32
+# BAND_RUN_TILES tiles (so every cv2.remap map is at most 64 x 4096, whatever the photo).  64
+# rather than 128: fewer pixels off the band are computed (12 MP P3M portrait: 42 % of the photo
+# instead of 49 %, for a band of 32 %), ~10 % less CPU for the stage; 32 gained no more.
+BAND_TILE, BAND_RUN_TILES = 64, 64
 
 
 def to_alpha(p: np.ndarray, threshold: float) -> np.ndarray:
