@@ -9,6 +9,8 @@ Stages, each a plain array function so the evaluation harness can combine them f
 4. Parts are the BodyPix part argmax restricted to the final person mask: pixels the stages
    added get their argmax too, so every person pixel has a part and no part lies outside
    the person, whatever the stages changed.
+5. Held objects (``refine.held``) when ``Settings.include_held`` is set: each object a person
+   holds wholly in the mask or wholly out, and no body part on it (255 in the part map).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .bodypix.instances import build_persons
 from .bodypix.model import BodyPixModel
 from .errors import ModelNotFoundError
 from .imageio import as_rgb
-from .refine import edges, fingers
+from .refine import edges, fingers, held
 from .refine.scale import resize_to
 from .result import Pose, Progress, Result
 from .runtime.sessions import RuntimeOptions
@@ -153,6 +155,11 @@ def segment(
     del missing
     part_map = decode.mask_parts(parts, mask)
     lap("parts")
+    if settings.include_held is not None:  # each held object wholly in or out, with no part
+        mask, part_map, objects = held.decide_held(rgb, mask, part_map, poses, settings.include_held, runtime)
+        if objects:
+            info["held_objects"] = objects
+        lap("held")
     persons, instance_map = [], None
     if settings.multi_person:
         report(0.9, "Separating people")

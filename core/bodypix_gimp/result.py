@@ -122,7 +122,8 @@ class Result:
     person_prob: float32 HxW, BodyPix's own person probability before any refinement
                  (a property: given as a function, it is computed on first use, so a Result
                  does not hold 4 bytes a pixel nobody reads).
-    part_map:    uint8 HxW, part id 0..23 inside the person, 255 elsewhere.
+    part_map:    uint8 HxW, part id 0..23 inside the person, 255 elsewhere (also on an object
+                 the person holds that ``Settings.include_held`` keeps in the mask).
     """
 
     person_mask: np.ndarray

@@ -62,6 +62,10 @@ class Settings:
     # Lowest pose score that makes a person instance (body-pix's minPoseScore, which it sets
     # to score_threshold: None).  0.25 finds more people in group photos (bodypix-gimp eval-persons).
     min_pose_score: float | None = None
+    # What people hold (refine.held): True = each held object wholly in the person mask, False =
+    # wholly out, None = not judged (the networks' own mask, which may tear it).  Its pixels
+    # get no body part either way.
+    include_held: bool | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -186,6 +190,8 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"Invalid refineSteps {s.refine_steps}. Should be in range [1, 20]")
     if s.refine not in REFINE_METHODS:
         raise ConfigError(f"Invalid refine {s.refine!r}. Should be one of {', '.join(REFINE_METHODS)}")
+    if s.include_held not in (None, True, False):
+        raise ConfigError(f"Invalid include_held {s.include_held!r}. Should be True, False or None")
     if s.max_input_pixels < 10_000:
         raise ConfigError(f"Invalid max_input_pixels {s.max_input_pixels}. Should be >= 10000")
 
@@ -197,6 +203,9 @@ PRODUCT_DEFAULTS: dict[str, Any] = {
     "refine": "fusion",  # edges: the best mask on every set and metric that matters (`make eval`)
     "fingers": True,  # hand-box IoU 94.8 -> 95.7 (`bodypix-gimp hands eval`)
     "min_pose_score": 0.25,  # group photos: missed people 14 -> 5 (`bodypix-gimp eval-persons --product`)
+    # A held object wholly in: a cut-out keeps what the person holds, as background removers and
+    # the references of human_seg_300 (remove.bg) and P3M (mattes) count it (refine/held.py).
+    "include_held": True,
 }
 
 
@@ -209,6 +218,7 @@ def settings_from_options(
     *, model: str | None = None, output_stride: int | None = None, threshold: float | None = None,
     internal_resolution: str | float | None = None, max_input_pixels: int | None = None,
     refine: str | bool | None = None, fingers: bool | None = None, soft_edges: bool | None = None,
+    include_held: bool | None = None,
 ) -> Settings:
     """A user's options -> ``Settings`` on top of the product's defaults; ``None`` keeps a default.
 
@@ -217,7 +227,8 @@ def settings_from_options(
     ``model``: a manifest name (:func:`parse_model_name`), applied before ``output_stride``;
     ``threshold``: segmentationThreshold; ``internal_resolution``: low/medium/high/full or a
     number (a numeric string counts as its number); ``refine``: a method name, or True/False
-    for the product's method / BodyPix's own edge.  A value out of range is a ConfigError.
+    for the product's method / BodyPix's own edge; ``include_held``: what people hold wholly in
+    the person mask (True) or wholly out (False).  A value out of range is a ConfigError.
     """
     changes: dict[str, Any] = {}
     if model is not None:
@@ -243,4 +254,6 @@ def settings_from_options(
         changes["fingers"] = fingers
     if soft_edges is not None:
         changes["soft_edges"] = soft_edges
+    if include_held is not None:
+        changes["include_held"] = include_held
     return default_settings(**changes)

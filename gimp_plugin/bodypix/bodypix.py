@@ -91,7 +91,7 @@ INSTANT = (SELECT_PERSON, *INSTANT_PARTS)
 # Those settings: a global persistent parasite (GIMP keeps it in the profile's parasiterc).
 OPTIONS_PARASITE = "bodypix-gimp-select-options"
 SHARED_ARGUMENTS = ("source", "quality", "refine-edges", "recover-fingers", "threshold", "internal-resolution",
-                    "soft-edges", "operation", "inside-selection")  # fmt: skip
+                    "soft-edges", "operation", "inside-selection", "include-held")  # fmt: skip
 # Menu defaults that differ from the PDB argument defaults (scripts keep the old behaviour):
 # a rough rectangle around one person, then Select > Person, selects that person.
 MENU_DEFAULTS = {"inside-selection": True}
@@ -125,7 +125,7 @@ DOCS = {
     SELECT_OPTIONS: (
         "Settings of Select > Person (BodyPix) and Select > Body Part (BodyPix)",
         "Opens the settings the Select entries that act at once use (source, quality, edges, fingers, "
-        "threshold, internal resolution, soft edges, mode, only persons inside the selection) and "
+        "threshold, internal resolution, what people hold, soft edges, mode, only persons inside the selection) and "
         "remembers them, also across GIMP sessions. Changes nothing in the image. Called from a script, "
         "it stores the values it is given.",
         "<Image>/Select",
@@ -217,6 +217,9 @@ def add_common_arguments(p, soft=False):
         "medium",
         rw,
     )
+    p.add_boolean_argument(
+        "include-held", "Include what people _hold", "A held object (a helmet, a ball) wholly in the person, "
+        "or wholly out when off; never a body part", True, rw)
     if soft:
         p.add_boolean_argument("soft-edges", "So_ft edges", "Partial selection along the edge", False, rw)
 
@@ -248,6 +251,7 @@ def options_of(config, soft=False):
         "fingers": config.get_property("recover-fingers"),
         "threshold": config.get_property("threshold"),
         "internal_resolution": config.get_property("internal-resolution"),
+        "include_held": config.get_property("include-held"),
     }
     if soft:
         opts["soft_edges"] = config.get_property("soft-edges")

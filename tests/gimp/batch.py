@@ -278,6 +278,8 @@ def run_case(case):
     restore = None
     if "bad_models" in case.get("prep", []):
         restore = with_config(PLAN["plugin_dir"], {"models": PLAN["empty_models"]})
+    if case.get("last_values"):  # as "Repeat" and the instant menu entries run: the stored options
+        cfg.set_property("run-mode", Gimp.RunMode.WITH_LAST_VALS)
     if case.get("interactive"):  # the dialog, in the virtual display the harness started
         cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
         threading.Thread(target=drive_dialog, args=(case["interactive"], rep, d), daemon=True).start()

@@ -32,6 +32,9 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-refine", action="store_true", help="keep BodyPix's own edge")
     g.add_argument("--no-fingers", action="store_true", help="do not recover fingers with the hand model")
     g.add_argument("--soft", action="store_true", help="soft 0..255 alpha person mask (hair, motion blur)")
+    g.add_argument("--held", choices=("in", "out"),
+                   help="what people hold (a helmet, a ball): each object wholly in the person mask (default) "
+                   "or wholly out; never a body part")
     g.add_argument("--models", metavar="DIR", help="models folder (default: $BODYPIX_MODELS, then the installed one)")
     g.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU provider is available")
     g.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = default)")
@@ -44,6 +47,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         internal_resolution=args.internal_resolution, max_input_pixels=args.max_input_pixels,
         refine="none" if args.no_refine else args.refine, fingers=False if args.no_fingers else None,
         soft_edges=True if args.soft else None,
+        include_held=None if args.held is None else args.held == "in",
     )
 
 

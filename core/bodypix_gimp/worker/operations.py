@@ -33,7 +33,8 @@ def build_settings(options: dict[str, Any]) -> Settings:
     """Dialog values -> Settings on top of the product defaults (``settings_from_options``).
 
     quality: "fast" (stride 16) or "accurate" (stride 8); refine / fingers: on or off;
-    threshold: 0..1; internal_resolution: low/medium/high/full or a number.  A bad value is a
+    threshold: 0..1; internal_resolution: low/medium/high/full or a number; include_held: on or
+    off.  A bad value is a
     "config" WorkerError.
     """
     quality = options.get("quality", "fast")
@@ -49,6 +50,7 @@ def build_settings(options: dict[str, Any]) -> Settings:
             refine=bool(options["refine"]) if "refine" in options else None,
             fingers=bool(options["fingers"]) if "fingers" in options else None,
             soft_edges=bool(options["soft_edges"]) if "soft_edges" in options else None,
+            include_held=bool(options["include_held"]) if "include_held" in options else None,
         )
     except (ConfigError, TypeError, ValueError) as e:
         raise WorkerError(str(e).splitlines()[0] if str(e) else "bad options", "config") from None
