@@ -9,13 +9,14 @@ changed pixel, size or setting computes again, and the cache stays within its bo
 from __future__ import annotations
 
 import filecmp
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bodypix_gimp import segment
 from bodypix_gimp.worker import operations
-from bodypix_gimp.worker.cache import MAX_BYTES, ResultCache, digest, key, result_bytes, sample_digest
+from bodypix_gimp.worker.cache import MAX_BYTES, Hasher, ResultCache, digest, key, result_bytes
 from bodypix_gimp.worker.operations import build_settings
 from bodypix_gimp.worker.protocol import Request
 from conftest import EVAL, human_seg_pairs, load
@@ -105,14 +106,23 @@ def test_bounded_by_entries_and_bytes_least_recently_used_first(photos, results)
     assert len(c) == 0 and c.total_bytes == 0
 
 
-def test_a_sample_no_entry_has_is_a_sure_miss(photos, results) -> None:
-    s = build_settings(OPTIONS)
-    c = ResultCache()
+def test_the_hash_made_while_the_pixels_arrive_is_the_hash_of_the_pixels(photos) -> None:
+    """The server feeds ``Hasher`` the chunks the socket delivers (any sizes); the key must be
+    the one of the whole array, or a repeated click would never hit (or worse, hit wrongly)."""
     p = photos[0]
-    c.put(key(digest(p), p.shape, s, None), results[0], key(sample_digest(p), p.shape, s, None))
-    assert c.may_hold(key(sample_digest(p), p.shape, s, None))
-    assert not c.may_hold(key(sample_digest(photos[1]), photos[1].shape, s, None))
-    assert not c.may_hold(key(sample_digest(p), p.shape, s.replace(segmentation_threshold=0.5), None))
+    data = memoryview(np.ascontiguousarray(p)).cast("B")
+    rng = np.random.default_rng(0)
+    h, at = Hasher(), 0
+    while at < len(data):
+        n = int(rng.integers(1, 300_000))
+        h.update(data[at : at + n])
+        at += n
+    assert h.digest() == digest(p) == hashlib.sha256(p.tobytes()).digest()
+    q = p.copy()
+    q.reshape(-1)[-1] ^= 1  # the very last byte
+    h2 = Hasher()
+    h2.update(memoryview(q).cast("B"))
+    assert h2.digest() != h.digest()
 
 
 def test_a_request_for_people_needs_a_result_with_people(photos, results) -> None:
@@ -175,11 +185,14 @@ def test_worker_never_answers_a_changed_layer_from_the_cache(tmp_path, monkeypat
     got = np.zeros(photo.shape[:2], np.uint8)
     got[y : y + h, x : x + w] = np.fromfile(tmp_path / "c" / item["file"], np.uint8).reshape(h, w)
     assert np.array_equal(got, segment(painted, build_settings(OPTIONS)).person_mask)
-    # a change no byte sample sees (the sample says "maybe"): the full hash decides, computed again
+    # one bit of one byte, given as the server gives it (hashed while it arrived)
     unseen = photo.copy()
-    unseen.reshape(-1)[1] ^= 1  # byte 1: between the sampled bytes 0 and 4099
-    assert sample_digest(unseen) == sample_digest(photo) and digest(unseen) != digest(photo)
-    assert run(request(tmp_path, "u", unseen), unseen)["cache"] == "miss"
+    unseen.reshape(-1)[1] ^= 1
+    h = Hasher()
+    h.update(memoryview(unseen).cast("B"))
+    assert operations.run(request(tmp_path, "u", unseen), unseen, None, lambda f, m: None, None, h.digest())[
+        "cache"
+    ] == "miss"
     # another setting computes again
     other = request(tmp_path, "d", photo)
     other.options["threshold"] = 0.5

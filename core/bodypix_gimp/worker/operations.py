@@ -7,12 +7,12 @@ selections and paths.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from .. import render
@@ -23,7 +23,7 @@ from ..pipeline import segment
 from ..result import PART_GROUPS, PART_NAMES, Result, part_ids
 from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings, settings_from_options
-from .cache import ResultCache, digest, key, sample_digest
+from .cache import ResultCache, digest, key
 from .protocol import MULTI_PERSON_OPS, Output, Request, WorkerError
 
 QUALITY = {"fast": {"output_stride": 16}, "accurate": {"output_stride": 8}}
@@ -64,12 +64,20 @@ def intersect(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tup
 
 
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x, y, w, h) of the non-zero pixels, None when there are none."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    """(x, y, w, h) of the non-zero pixels of a 2-D uint8 or bool array, None when there are none.
+
+    OpenCV's bounding box of an 8-bit image's non-zero pixels: one pass, no temporaries
+    (numpy's ``any`` per axis took ~12 ms at 12 MP, this ~2 ms).
+    """
+    if mask.size == 0:
         return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8) if mask.dtype == np.bool_ else mask)
+    return (int(x), int(y), int(w), int(h)) if w and h else None
+
+
+def any_selected(mask: np.ndarray) -> bool:
+    """Whether any pixel is selected (>= 128, GIMP's rule for a hard selection)."""
+    return mask.size > 0 and int(mask.max()) >= 128
 
 
 
@@ -105,7 +113,7 @@ def select_person(job: Job) -> None:
     mask = job.res.person_mask
     if job.selection is not None:
         mask = persons_overlapping(mask, job.selection, job.res.instance_map)
-        if not (mask >= 128).any():
+        if not any_selected(mask):
             raise WorkerError("No person overlaps the selection. Nothing was changed.", "empty")
     add_tight(job, "person", mask)
 
@@ -118,11 +126,11 @@ def select_parts(job: Job) -> None:
     else:
         wanted = np.zeros(256, np.uint8)  # part id -> 255 for the chosen parts (a lookup, not np.isin)
         wanted[part_ids(req.parts)] = 255
-        mask = wanted[res.part_map]
+        mask = cv2.LUT(res.part_map, wanted)  # = wanted[part_map]; ~150 ms -> ~5 ms at 12 MP
     if job.selection is not None:
         chosen = persons_overlapping(res.person_mask, job.selection, res.instance_map)
         mask = np.where(chosen >= 128, mask, np.uint8(0))
-    if not (mask >= 128).any():
+    if not any_selected(mask):
         names = ", ".join(req.parts or ["person"])
         raise WorkerError(f"None of these parts was found: {names}. Nothing was changed.", "empty")
     add_tight(job, "parts", mask)
@@ -182,43 +190,36 @@ CACHE = ResultCache()
 
 
 def segment_cached(
-    req: Request, rgba: np.ndarray, settings: Settings, progress: Callable[[float, str], None]
+    req: Request,
+    rgba: np.ndarray,
+    settings: Settings,
+    progress: Callable[[float, str], None],
+    pixel_digest: bytes | None = None,
 ) -> tuple[Result, dict[str, Any]]:
     """``segment()``, or the result of an earlier call on the very same pixels and settings.
 
+    ``pixel_digest``: ``cache.digest`` of ``rgba``'s bytes when the caller hashed them already
+    (the server hashes the pixels while they arrive); else they are hashed here.
     Returns the result and {"cache": "hit" | "miss", "timings_ms": ...}; on a hit the timings
-    are this call's (hashing the pixels), not those of the call that computed the result.
-    Pixels whose sample no kept result shares (a new photo) start BodyPix at once and are
-    hashed beside it (hashlib releases the GIL), so the first click does not wait for the hash.
+    are this call's (the key), not those of the call that computed the result.
     """
     t0 = time.perf_counter()
-    sample_key = key(sample_digest(rgba), rgba.shape, settings, req.models)
-    full: list[bytes] = []
-    hasher = None
-    if CACHE.may_hold(sample_key):
-        full.append(digest(rgba))
-        res = CACHE.get(key(full[0], rgba.shape, settings, req.models), need_persons=settings.multi_person)
-        if res is not None:
-            hashed_ms = round((time.perf_counter() - t0) * 1000, 1)
-            progress(1.0, "Done (the same pixels as before)")
-            return res, {"cache": "hit", "timings_ms": {"cache_key": hashed_ms, "total": hashed_ms}}
-    else:
-        hasher = threading.Thread(target=lambda: full.append(digest(rgba)), name="cache-digest", daemon=True)
-        hasher.start()
-    hashed_ms = round((time.perf_counter() - t0) * 1000, 1)
+    k = key(pixel_digest or digest(rgba), rgba.shape, settings, req.models)
+    res = CACHE.get(k, need_persons=settings.multi_person)
+    key_ms = round((time.perf_counter() - t0) * 1000, 1)
+    if res is not None:
+        progress(1.0, "Done (the same pixels as before)")
+        return res, {"cache": "hit", "timings_ms": {"cache_key": key_ms, "total": key_ms}}
     try:
         # people told apart always (about 1 % more time at 12 MP): after Select Person the
         # selection holds the person, so the next click (Hands, inside that selection) needs them
         res = segment(rgba, settings.replace(multi_person=True), RuntimeOptions(models=req.models), progress=progress)
     except (ModelNotFoundError, ChecksumError) as e:
         raise WorkerError(str(e), "model") from None
-    finally:
-        if hasher is not None:
-            hasher.join()
-    CACHE.put(key(full[0], rgba.shape, settings, req.models), res, sample_key)
+    CACHE.put(k, res)
     timings = {k: round(v, 1) for k, v in res.timings.items()}
-    timings["cache_key"] = hashed_ms
-    timings["total"] = round(timings.get("total", 0.0) + hashed_ms, 1)
+    timings["cache_key"] = key_ms
+    timings["total"] = round(timings.get("total", 0.0) + key_ms, 1)
     return res, {"cache": "miss", "timings_ms": timings}
 
 
@@ -228,11 +229,13 @@ def run(
     selection: np.ndarray | None,
     progress: Callable[[float, str], None],
     settings: Settings | None = None,
+    pixel_digest: bytes | None = None,
 ) -> dict:
     """Compute what ``req.op`` asks for and write it; returns the result description.
 
     ``settings``: ``build_settings(req.options)`` when the server has made them already (once
-    per request).
+    per request); ``pixel_digest``: the pixels' ``cache.digest`` when the server hashed them
+    as they arrived.
     """
     settings = settings or build_settings(req.options)
     if selection is not None or req.op in MULTI_PERSON_OPS:  # these need to tell people apart
@@ -242,8 +245,8 @@ def run(
             part_ids(req.parts or ["person"])
         except ValueError as e:
             raise WorkerError(str(e), "config") from None
-    res, cache = segment_cached(req, rgba, settings, progress)
-    if not res.found_person:
+    res, cache = segment_cached(req, rgba, settings, progress, pixel_digest)
+    if not any_selected(res.person_mask):  # = res.found_person, without a 12 MB temporary
         raise WorkerError(
             f"No person found in '{req.label}'. Nothing was changed. "
             "Try a lower threshold or the accurate quality.",
