@@ -38,6 +38,19 @@ def stamp(name):
     TIMES[name] = round((time.perf_counter() - T0) * 1000, 1)
 
 
+def timed(chunks, name):
+    """Pass ``chunks`` through, adding the time spent producing them to ``TIMES[name]``."""
+    TIMES[name] = 0.0
+    it = iter(chunks)
+    while True:
+        t = time.perf_counter()
+        chunk = next(it, None)
+        TIMES[name] = round(TIMES[name] + (time.perf_counter() - t) * 1000, 1)
+        if chunk is None:
+            return
+        yield chunk
+
+
 SELECT_PERSON = "plug-in-bodypix-select-person"
 SELECT_PARTS = "plug-in-bodypix-select-parts"
 SELECT_OPTIONS = "plug-in-bodypix-select-options"
@@ -304,11 +317,11 @@ def compute(image, layer, config, op, target_rect, parts=None, with_selection=Fa
         stamp("worker_started")
         worker.start()
         stamp("connected")
-        if not visible:
-            data, _ = pixels.read_source(layer)
-        stamp("pixels_read")
+        if not visible:  # strip by strip out of GIMP, each sent while GIMP delivers the next
+            data = timed(pixels.source_strips(layer), "pixels_read_from_gimp_ms")
         Gimp.progress_update(0.1)
         result = worker.finish(data, selection)
+        TIMES["pixels_sent"] = round((worker.sent_at - T0) * 1000, 1)
         stamp("worker_done")
         TIMES["worker"] = result.get("worker_ms")
         TIMES["core"] = result.get("timings_ms")

@@ -100,6 +100,7 @@ class Worker:
         self.wfile = None
         self.rfile = None
         self.mode = None  # "server" or "one-shot"
+        self.sent_at = None  # time.perf_counter() when the last pixel byte went out
 
     def __enter__(self):
         return self
@@ -171,7 +172,13 @@ class Worker:
             pass  # the worker stopped early; its reason comes on stdout
 
     def finish(self, pixels, selection=None):
-        """Send the pixels (and selection), follow progress, return the result dict."""
+        """Send the pixels (and selection), follow progress, return the result dict.
+
+        ``pixels``: one bytes-like object, or an iterable of them (strips, sent as they come).
+        ``self.sent_at`` (``time.perf_counter()``) is when the last byte went out.
+        """
+        if isinstance(pixels, (bytes, bytearray, memoryview)):
+            pixels = [pixels]
         if self.conn is not None:
             result = self._finish_server(pixels, selection)
         else:
@@ -192,9 +199,11 @@ class Worker:
         try:
             while "go" not in self._handle(conn.read_message()):  # an early error is raised here
                 pass
-            for data in (pixels, selection):
-                if data is not None:
-                    conn.send_watching(data, self._handle)
+            for chunk in pixels:
+                conn.send_watching(chunk, self._handle)
+            if selection is not None:
+                conn.send_watching(selection, self._handle)
+            self.sent_at = time.perf_counter()
             while True:
                 msg = self._handle(conn.read_message())
                 if "result" in msg:
@@ -205,13 +214,15 @@ class Worker:
             ) from None
 
     def _finish_process(self, pixels, selection):
-        self._send(pixels)
+        for chunk in pixels:
+            self._send(chunk)
         if selection is not None:
             self._send(selection)
         try:
             self.wfile.close()
         except OSError:
             pass
+        self.sent_at = time.perf_counter()
         for line in self.rfile:
             try:
                 msg = json.loads(line)
