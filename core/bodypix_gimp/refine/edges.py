@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings
-from .fusion import VETO_WORK_PIXELS, SecondOpinion, fusion, fusion_fast, skeleton_distance
+from .fusion import VETO_WORK_PIXELS, SecondOpinion, fusion, fusion_fast, skeleton_distance, to_alpha
 from .guided import coefficients_near, guided_filter
 from .peers import rvm_alpha, selfie_probability
 from .scale import diagonal, resize_to, working_copy
@@ -49,17 +49,6 @@ UPSAMPLE_RADIUS, UPSAMPLE_EPS = 2, 1e-4
 # rather than 128: fewer pixels off the band are computed (12 MP P3M portrait: 42 % of the photo
 # instead of 49 %, for a band of 32 %), ~10 % less CPU for the stage; 32 gained no more.
 BAND_TILE, BAND_RUN_TILES = 64, 64
-
-
-def to_alpha(p: np.ndarray, threshold: float) -> np.ndarray:
-    """Probability -> 0..1 alpha with ``threshold`` mapped to 0.5, 0 to 0 and 1 to 1 (piecewise linear).
-
-    So the soft mask's ``>= 128`` is exactly the hard mask, and settled background stays 0.
-    """
-    p = np.clip(p, 0.0, 1.0)
-    lo = p * np.float32(0.5 / threshold)
-    hi = np.float32(0.5) + (p - np.float32(threshold)) * np.float32(0.5 / (1.0 - threshold))
-    return np.where(p < threshold, lo, hi).astype(np.float32)
 
 
 def to_mask(p: np.ndarray, threshold: float, soft: bool) -> np.ndarray:
