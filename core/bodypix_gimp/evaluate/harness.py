@@ -54,9 +54,6 @@ class DatasetResult:
     configs: dict[str, ConfigResult]
 
 
-Progress = Callable[[str], None]
-
-
 def evaluate(
     datasets: Iterable[Dataset],
     configs: list[Config],
