@@ -182,6 +182,18 @@ class Install:
         self.stop_servers()
         return proc, seconds
 
+    def gui_script(self, script: Path, files: list[Path], marker: str, what: str, timeout: float = 600,
+                   **extra: str) -> str:  # fmt: skip
+        """``gui_batch`` in a fresh VirtualDisplay: the script must end and print ``marker``.
+        Keeps GIMP's output as ``work/gimp.log`` and returns it."""
+        with VirtualDisplay(self) as display:
+            proc, seconds = self.gui_batch(script, files, display, timeout=timeout, **extra)
+        log = proc.stdout + proc.stderr
+        (self.work / "gimp.log").write_text(log)
+        print(f"[gimp] {what} in GIMP {self.gimp.version} with its GUI: {seconds:.0f} s", flush=True)
+        assert proc.returncode == 0 and marker in log, log[-4000:]
+        return log
+
     def stop_servers(self) -> None:
         """The plug-in leaves a model server running (idle timeout); stop it after a batch."""
         python = self.data / "venv" / "bin" / "python"
