@@ -81,12 +81,15 @@ def photo(eval_dir: Path) -> np.ndarray:
     return load_image(eval_dir / "human_seg_300" / "images" / "163.jpg")
 
 
-def call(config, photo, **request):
+def call(config, photo, strips=None, **request):
+    """One Select Person call; ``strips``: send the pixels in strips of that many rows, as the
+    plug-in reads a layer out of GIMP (default: one buffer)."""
     h, w = photo.shape[:2]
     req = {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3, "options": FAST, **request}
     with worker_client.Worker(config, req) as wk:
         wk.start()
-        result = wk.finish(photo.tobytes())
+        data = photo.tobytes() if strips is None else (photo[y : y + strips].tobytes() for y in range(0, h, strips))
+        result = wk.finish(data)
         item = result["items"][0]
         x, y, iw, ih = item["rect"]  # the mask's box on the canvas
         mask = np.zeros((h, w), np.uint8)
@@ -338,6 +341,24 @@ def test_two_calls_starting_at_once_leave_one_server(home, config, photo) -> Non
     running = subprocess.run(["pgrep", "-f", f"bodypix_gimp.worker --serve {worker_client.state_path(config)}"],
                              capture_output=True, text=True).stdout.split()  # fmt: skip
     assert len(running) == 1, running
+
+
+def test_pixels_sent_in_strips_are_the_same_pixels(home, config, photo, monkeypatch) -> None:
+    """The plug-in sends a layer strip by strip and the server hashes each chunk as it comes:
+    the same mask as one buffer, and the same cache key (the second call is a hit); a one-shot
+    worker takes strips too."""
+    root, pids = home
+    first, mask = call(config, photo)
+    pids.append(server_state(config)["pid"])
+    again, mask2 = call(config, photo, strips=7)  # 7 rows: chunks that end mid-pixel-row nowhere near 64 KiB
+    assert first["mode"] == again["mode"] == "server"
+    assert (first["cache"], again["cache"]) == ("miss", "hit") and np.array_equal(mask, mask2)
+    changed = photo.copy()
+    changed[-1, -1, 2] ^= 1  # the last byte of the last strip
+    assert call(config, changed, strips=7)[0]["cache"] == "miss"
+    monkeypatch.setenv(worker_client.ENV_ONESHOT, "1")
+    result, mask3 = call(config, photo, strips=64)
+    assert result["mode"] == "one-shot" and np.array_equal(mask, mask3)
 
 
 def test_a_symlinked_state_folder_is_not_trusted(home, config, photo) -> None:
