@@ -28,12 +28,14 @@ from .bodypix.instances import build_persons
 from .bodypix.model import BodyPixModel
 from .errors import ModelNotFoundError
 from .imageio import as_rgb
-from .refine import edges, fingers, held
+from .refine import crops, edges, fingers, held
 from .refine.scale import resize_to
 from .result import Pose, Progress, Result
 from .runtime.sessions import RuntimeOptions
 from .settings import Settings
 
+# The instance split's closer look: BodyPix at internal resolution "full" on at most this many pixels.
+CLOSER_PIXELS = 250_000
 _models: dict[tuple[object, ...], BodyPixModel] = {}
 
 
@@ -114,8 +116,9 @@ def segment(
     lap("network")
     report(0.4, "Decoding masks")
     prob = decode.person_probability(out)
-    raw_poses = poses_mod.decode_raw(out, settings.max_detections, settings.score_threshold,
-                                     settings.nms_radius)
+    min_pose = settings.score_threshold if settings.min_pose_score is None else settings.min_pose_score
+    raw_poses = poses_mod.decode_crowd(out, settings.max_detections, settings.score_threshold,
+                                       settings.nms_radius, min_pose, settings.crowd_detections or 0)
     poses = [poses_mod.to_photo(r, out.geometry) for r in raw_poses]  # body-pix segmentPerson's allPoses
     mask = (prob > settings.segmentation_threshold).view(np.uint8)  # 0/1, then 0/255 in place
     mask *= np.uint8(255)
@@ -138,6 +141,12 @@ def segment(
         with _stage_needs_models("Edge refinement", "--no-refine, or untick 'Refine edges' in GIMP"):
             mask = refine_edges(model, rgb, prob, poses, settings, runtime, small)
         lap("refine")
+    if settings.look_again:
+        mask, looked = crops.look_again(rgb, mask, poses, lambda crop, r: decode.person_probability(
+            model.run(crop, settings.replace(internal_resolution=r))), settings.soft_edges)
+        if looked["looked_at"]:
+            info["look_again"] = looked
+        lap("look_again")
     del prob, small
     if settings.fingers:
         report(0.75, "Recovering fingers")
@@ -163,9 +172,14 @@ def segment(
     persons, instance_map = [], None
     if settings.multi_person:
         report(0.9, "Separating people")
-        min_pose = settings.score_threshold if settings.min_pose_score is None else settings.min_pose_score
+        split, split_poses = out, raw_poses
+        if settings.look_again:  # a closer look, for people "medium" is unsure of (poses.finds_more_people)
+            near = model.run(rgb, settings.replace(internal_resolution="full", max_input_pixels=CLOSER_PIXELS))
+            closer = poses_mod.decode_raw(near, settings.max_detections, settings.score_threshold, settings.nms_radius)
+            if poses_mod.finds_more_people(raw_poses, closer, min_pose):
+                split, split_poses = near, closer
         persons, instance_map, info["instances"] = build_persons(
-            out, raw_poses, mask, part_map, min_pose, settings.refine_steps, settings.min_keypoint_score)
+            split, split_poses, mask, part_map, min_pose, settings.refine_steps, settings.min_keypoint_score)
         lap("persons")
     timings["total"] = sum(timings.values())
     report(1.0, "Done")

@@ -66,6 +66,11 @@ class Settings:
     # wholly out, None = not judged (the networks' own mask, which may tear it).  Its pixels
     # get no body part either way.
     include_held: bool | None = None
+    # Decode more than max_detections poses, up to this many, while they keep holding people
+    # (a crowd; ``bodypix.poses.decode_crowd``).  None: body-pix's cap alone.
+    crowd_detections: int | None = None
+    # Look again, closer, at people with a confident pose and little mask (``refine.crops``).
+    look_again: bool = False
 
     def __post_init__(self) -> None:
         validate(self)
@@ -186,6 +191,8 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"Invalid minKeypointScore {s.min_keypoint_score}. Should be in range [0.0, 1.0]")
     if s.min_pose_score is not None and not 0.0 <= s.min_pose_score <= 1.0:
         raise ConfigError(f"Invalid min_pose_score {s.min_pose_score}. Should be in range [0.0, 1.0]")
+    if s.crowd_detections is not None and s.crowd_detections <= 0:
+        raise ConfigError(f"Invalid crowd_detections {s.crowd_detections}. Should be > 0")
     if not 1 <= s.refine_steps <= 20:
         raise ConfigError(f"Invalid refineSteps {s.refine_steps}. Should be in range [1, 20]")
     if s.refine not in REFINE_METHODS:
@@ -206,6 +213,8 @@ PRODUCT_DEFAULTS: dict[str, Any] = {
     # A held object wholly in: a cut-out keeps what the person holds, as background removers and
     # the references of human_seg_300 (remove.bg) and P3M (mattes) count it (refine/held.py).
     "include_held": True,
+    "crowd_detections": 40,  # crowds: more than body-pix's 10 people (docs/evaluation.md, "Crowds")
+    "look_again": True,  # small people with a confident pose and no mask (docs/evaluation.md, "Crowds")
 }
 
 
