@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from .edges import to_mask
-from .fusion import SKELETON
+from .fusion import SKELETON, torso_length
 from .guided import guided_filter
 
 # Which poses are looked at again: pose score, keypoint score, keypoints needed.
@@ -50,21 +50,6 @@ BodyPixOnCrop = Callable[[np.ndarray, float], np.ndarray]
 
 def _keypoints(pose: object) -> dict[str, tuple[float, float]]:
     return {k.part: (k.x, k.y) for k in pose.keypoints if k.score >= LOOK_KEYPOINT_SCORE}  # type: ignore[attr-defined]
-
-
-def torso_length(kp: dict[str, tuple[float, float]]) -> float | None:
-    """Mean shoulder-hip distance, else 1.5 x the shoulder width, else None."""
-
-    def dist(a: str, b: str) -> float | None:
-        if a in kp and b in kp:
-            return float(np.hypot(kp[a][0] - kp[b][0], kp[a][1] - kp[b][1]))
-        return None
-
-    sides = [d for d in (dist("leftShoulder", "leftHip"), dist("rightShoulder", "rightHip")) if d]
-    if sides:
-        return float(np.mean(sides))
-    width = dist("leftShoulder", "rightShoulder")
-    return 1.5 * width if width else None
 
 
 def skeleton_points(kp: dict[str, tuple[float, float]]) -> np.ndarray:

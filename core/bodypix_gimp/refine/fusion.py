@@ -143,7 +143,7 @@ def fuse(
     return out
 
 
-def _torso(kp: dict[str, tuple[float, float]]) -> float | None:
+def torso_length(kp: dict[str, tuple[float, float]]) -> float | None:
     """A pose's size: mean shoulder-hip distance, else 1.5 x shoulder width (None if neither)."""
 
     def dist(a: str, b: str) -> float | None:
@@ -170,7 +170,7 @@ def skeleton_distance(shape: tuple[int, int], poses: list, scale: tuple[float, f
         if pose.score < VETO_POSE_SCORE:
             continue
         kp = {k.part: (k.x * scale[0], k.y * scale[1]) for k in pose.keypoints if k.score >= VETO_KEYPOINT_SCORE}
-        size = _torso(kp)
+        size = torso_length(kp)
         if not size or len(kp) < 5:
             continue
         canvas = np.full(shape, 255, np.uint8)
