@@ -51,7 +51,7 @@ import numpy as np
 from ..result import Pose
 from ..runtime.sessions import RuntimeOptions
 from .peers import selfie_probability
-from .scale import working_copy
+from .scale import budget_shape, diagonal, working_copy
 
 FACE_PARTS = (0, 1)  # left_face, right_face
 FACE_KEYPOINTS = ("nose", "leftEye", "rightEye", "leftEar", "rightEar")
@@ -77,12 +77,6 @@ TORN_MIN = 0.1
 BODY_MARGIN = 0.02
 
 
-def _grid(shape: tuple[int, int], pixels: int) -> tuple[int, int]:
-    h, w = shape
-    f = min(1.0, (pixels / float(h * w)) ** 0.5)
-    return max(1, round(h * f)), max(1, round(w * f))
-
-
 def _shrink(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if a.shape[:2] == size:
         return a
@@ -99,7 +93,7 @@ def find_seeds(part_map: np.ndarray, poses: list[Pose], size: tuple[int, int]) -
     big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= SEED_MIN_AREA * h * w]
     if not big:
         return None
-    near = max(1, round(SEED_NEAR * float(np.hypot(h, w))))
+    near = max(1, round(SEED_NEAR * diagonal((h, w))))
     faces, bodies, shoulders = [], [], []
     for pose in poses:
         kp = {k.part: k for k in pose.keypoints}
@@ -155,7 +149,7 @@ def object_mask(small: np.ndarray, mask_small: np.ndarray, seeds: np.ndarray,
     selfie = selfie_probability(small, runtime)[crop]
     person = mask_small[crop] >= 128
     seed = hull[crop] > 0
-    r = max(1, round(BODY_MARGIN * float(np.hypot(h, w))))
+    r = max(1, round(BODY_MARGIN * diagonal((h, w))))
     close = cv2.dilate(seed.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
     gc = np.full(seed.shape, cv2.GC_PR_BGD, np.uint8)
     gc[selfie > SELFIE_OBJECT] = cv2.GC_PR_FGD
@@ -191,7 +185,7 @@ def decide_held(
     Photos without a held object come back as the same arrays.
     """
     H, W = mask.shape
-    seeds = find_seeds(part_map, poses, _grid((H, W), GATE_PIXELS))
+    seeds = find_seeds(part_map, poses, budget_shape((H, W), GATE_PIXELS))
     if seeds is None:
         return mask, part_map, []
     small = working_copy(rgb, WORK_PIXELS)

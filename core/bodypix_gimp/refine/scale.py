@@ -11,13 +11,21 @@ def diagonal(shape: tuple[int, ...]) -> float:
     return float(np.hypot(shape[0], shape[1]))
 
 
+def budget_shape(shape: tuple[int, ...], max_pixels: int) -> tuple[int, int]:
+    """(h, w) of an HxW grid scaled, aspect kept, to at most ``max_pixels`` (itself when already small)."""
+    h, w = shape[:2]
+    if h * w <= max_pixels:
+        return h, w
+    s = (max_pixels / (h * w)) ** 0.5
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
 def working_copy(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
     """The photo area-downscaled to at most ``max_pixels`` (itself when already small)."""
-    h, w = rgb.shape[:2]
-    if h * w <= max_pixels:
+    if rgb.shape[0] * rgb.shape[1] <= max_pixels:
         return rgb
-    s = (max_pixels / (h * w)) ** 0.5
-    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    h, w = budget_shape(rgb.shape, max_pixels)
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
 
 
 def resize_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
