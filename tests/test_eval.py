@@ -109,3 +109,38 @@ def test_full_human_seg_run_meets_the_readme_targets(tmp_path: Path) -> None:
     assert not behind, behind
     # and the harness's own target list agrees
     assert hs["targets"] and all(t["met"] for t in hs["targets"]), hs["targets"]
+
+
+def test_megapixels_runs_the_photo_upscaled_and_scores_at_the_truths_size(tmp_path: Path) -> None:
+    """``--megapixels``: the pipeline sees a large photo (its full-resolution path) and the scores are
+    taken at the truth's own size (same scene: both runs find the people)."""
+    from bodypix_gimp.evaluate.harness import shrunk_back, upscaled
+
+    sample = datasets.open_dataset(EVAL / "cihp_samples", 1).samples().__next__()
+    rgb = sample.image()
+    big = upscaled(rgb, 6.0)
+    assert abs(big.shape[0] * big.shape[1] / 6e6 - 1.0) < 0.01
+    assert abs(big.shape[1] / big.shape[0] - rgb.shape[1] / rgb.shape[0]) < 0.01
+    assert upscaled(rgb, 0.01) is rgb  # never shrinks
+    # the truth and its part labels upscaled by nearest neighbour come back as themselves
+    ys = np.arange(big.shape[0]) * rgb.shape[0] // big.shape[0]
+    xs = np.arange(big.shape[1]) * rgb.shape[1] // big.shape[1]
+    truth = np.where(sample.gt, np.uint8(255), np.uint8(0))
+    mask, parts = shrunk_back(truth[ys][:, xs], sample.labels[ys][:, xs], rgb.shape)
+    assert mask.shape == truth.shape and parts.shape == truth.shape
+    assert np.mean((mask >= 128) != sample.gt) < 0.002
+    assert np.mean(parts != sample.labels) < 0.01
+
+    runs = {}
+    for name, extra in (("native", []), ("big", ["--megapixels", "6"])):
+        out = tmp_path / name
+        assert main(["eval", str(EVAL / "cihp_samples"), "--limit", "1", "--only", "default",
+                     "--out", str(out), "-q", *extra]) == 0  # fmt: skip
+        runs[name] = json.loads((out / "eval.json").read_text())["datasets"]["cihp_samples"]
+    big_row = runs["big"]["per_photo"]["default"][0]
+    native_row = runs["native"]["per_photo"]["default"][0]
+    assert abs(big_row["megapixels"] - 6.0) < 0.1
+    assert native_row["megapixels"] < 2.0
+    for row in (big_row, native_row):
+        assert 0.8 < row["iou"] <= 1.0 and 0.1 < row["parts_iou"] <= 1.0
+    assert big_row["iou"] != native_row["iou"]  # another photo for the pipeline, scored on the same truth

@@ -41,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", action="store_true", help="add the default pipeline with every edge method")
     p.add_argument("--only", metavar="NAMES", help="comma-separated subset of the configurations to run")
     p.add_argument("--limit", type=int, help="first N photos of each dataset")
+    p.add_argument(
+        "--megapixels",
+        type=float,
+        metavar="N",
+        help="run each photo Lanczos-upscaled to N MP (the full-resolution path); masks are "
+        "area-shrunk back and scored at the truth's size",
+    )
     p.add_argument("--out", "-o", default="out/eval", metavar="DIR", help="output folder (default out/eval)")
     p.add_argument("--worst", type=int, default=5, help="overlays of the N worst photos per configuration")
     p.add_argument(
@@ -97,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         models_dir(args.models)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.megapixels is not None and not 0 < args.megapixels <= 200:
+        raise ValueError(f"--megapixels must be in (0, 200], got {args.megapixels}")
     configs = configs_from_args(args)
     sets = [ds_mod.open_dataset(d, args.limit) for d in args.datasets]
     runtime = RuntimeOptions(models=args.models)
@@ -107,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"\r{ds.name}: {name}        ", end="", file=sys.stderr, flush=True)
 
-    results = harness.evaluate(sets, configs, runtime, keep_worst=args.worst, on_image=tick)
+    results = harness.evaluate(sets, configs, runtime, keep_worst=args.worst, on_image=tick,
+                               megapixels=args.megapixels)
     if not args.quiet:
         print(file=sys.stderr)
     command = (

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ..errors import ConfigError
@@ -54,6 +55,29 @@ class DatasetResult:
     configs: dict[str, ConfigResult]
 
 
+def upscaled(rgb: np.ndarray, megapixels: float) -> np.ndarray:
+    """The photo Lanczos-upscaled (aspect kept) to about ``megapixels`` MP; itself when already that large."""
+    h, w = rgb.shape[:2]
+    scale = math.sqrt(megapixels * 1e6 / (h * w))
+    if scale <= 1.0:
+        return rgb
+    size = (max(w, round(w * scale)), max(h, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_LANCZOS4)
+
+
+def shrunk_back(
+    mask: np.ndarray, parts: np.ndarray | None, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A large photo's mask area-averaged (0..255) and part map nearest-sampled back to ``shape``."""
+    h, w = shape[:2]
+    if mask.shape[:2] == (h, w):
+        return mask, parts
+    mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA)
+    if parts is not None:
+        parts = cv2.resize(parts, (w, h), interpolation=cv2.INTER_NEAREST)
+    return mask, parts
+
+
 def evaluate(
     datasets: Iterable[Dataset],
     configs: list[Config],
@@ -61,11 +85,15 @@ def evaluate(
     keep_worst: int = 5,
     on_image: Callable[[Dataset, str], None] | None = None,
     keep_all: bool = False,
+    megapixels: float | None = None,
 ) -> list[DatasetResult]:
     """Score every configuration on every photo of every dataset.
 
     ``keep_worst`` masks per configuration and dataset are kept (lowest IoU; every mask
     when the dataset has no truth, or with ``keep_all``) so the report can draw overlays.
+    ``megapixels``: each photo is first Lanczos-upscaled to that size (``upscaled``), as a
+    camera's photo of the same scene, and the masks are shrunk back (``shrunk_back``) to be
+    scored against the truth at its own size: the full-resolution path of the pipeline.
     """
     runtime = runtime or RuntimeOptions()
     names = [c.name for c in configs]
@@ -77,6 +105,9 @@ def evaluate(
         per = {c.name: ConfigResult(c) for c in configs}
         for i, sample in enumerate(ds.samples()):
             rgb = sample.image()
+            shape = rgb.shape
+            if megapixels:
+                rgb = upscaled(rgb, megapixels)
             if on_image:
                 on_image(ds, sample.name)
             hands: list[dict[str, Any]] = []
@@ -88,6 +119,7 @@ def evaluate(
                 t0 = time.perf_counter()
                 mask, parts, info = c.run(rgb, runtime)
                 ms = (time.perf_counter() - t0) * 1000.0
+                mask, parts = shrunk_back(mask, parts, shape)
                 row: dict[str, Any] = {
                     "name": sample.name,
                     "ms": ms,
