@@ -106,3 +106,49 @@ def test_a_72_mp_photo_with_a_wide_band_segments_through_the_cli(tmp_path) -> No
             assert im.size == size
     mask = np.asarray(Image.open(out / "wide72.person.png"))
     assert 0.05 < (mask >= 128).mean() < 0.95  # a person, not an empty or full mask
+
+
+def test_network_input_grows_with_the_photo_up_to_1_mp_and_stays_there() -> None:
+    """Product settings: BodyPix looks at the photo's 1 MP working copy at internal resolution
+    "medium", so from 1 MP up every photo gets a 1 MP photo's input, with no step anywhere
+    (a 4.0 and a 4.1 MP photo alike); body-pix's own settings keep the 1 MP input cap."""
+    from bodypix_gimp.bodypix.model import plan_geometry
+    from bodypix_gimp.settings import Settings
+
+    product, faithful = Settings.product(), Settings()
+    sizes = np.geomspace(0.2e6, 40e6, 400)
+    inputs = []
+    for pixels in sizes:
+        h = round((pixels * 9 / 16) ** 0.5)
+        g = plan_geometry(h, round(h * 16 / 9), product)
+        inputs.append(g.input_height * g.input_width)
+    inputs = np.array(inputs)
+    assert np.all(np.diff(inputs) >= 0)  # never fewer input pixels for a larger photo
+    assert np.all(inputs[1:] <= inputs[:-1] * 1.1)  # no step: neighbouring sizes, neighbouring inputs
+    from_1mp = inputs[sizes >= 1.0e6]
+    assert np.all(from_1mp == from_1mp[0]) and 0.2e6 < from_1mp[0] <= 0.25e6
+    assert plan_geometry(2598, 4619, product).work_height == working_copy(np.zeros((2598, 4619, 1), np.uint8),
+                                                                          edges.WORK_PIXELS).shape[0]
+    g = plan_geometry(2598, 4619, faithful)  # body-pix defaults: capped at a 1 MP input
+    assert 0.9e6 < g.input_height * g.input_width <= 1e6
+
+
+def test_a_large_photos_parts_fill_exactly_its_full_resolution_person() -> None:
+    """A 6 MP photo: the part map is the working grid's labels scaled up, clipped by the full-size
+    person mask (every person pixel has a part, no part outside it), and it agrees with the 1 MP
+    photo's part map on the person pixels both have.  (Held objects, which get no part, not judged.)"""
+    from bodypix_gimp.pipeline import segment
+    from bodypix_gimp.settings import Settings
+
+    settings = Settings.product(include_held=None)
+    big = upscaled(WIDE_BAND, 6.0)
+    one = upscaled(WIDE_BAND, 1.0)
+    r_big, r_one = segment(big, settings), segment(one, settings)
+    assert r_big.info["input_size"] == r_one.info["input_size"]
+    person = r_big.person_mask >= 128
+    assert person.sum() > 0.1 * person.size
+    assert np.array_equal(r_big.part_map != 255, person)
+    down = cv2.resize(r_big.part_map, one.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    both = (down != 255) & (r_one.part_map != 255)
+    assert both.sum() > 0.9 * (r_one.part_map != 255).sum()
+    assert (down[both] == r_one.part_map[both]).mean() > 0.9

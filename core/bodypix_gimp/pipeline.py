@@ -29,7 +29,6 @@ from .bodypix.model import BodyPixModel
 from .errors import ModelNotFoundError
 from .imageio import as_rgb
 from .refine import crops, edges, fingers, held
-from .refine.scale import resize_to
 from .result import Pose, Progress, Result
 from .runtime.sessions import RuntimeOptions
 from .settings import Settings
@@ -115,21 +114,24 @@ def segment(
     out = model.run(rgb, settings, small)  # the cached model may have been loaded with other knobs
     lap("network")
     report(0.4, "Decoding masks")
-    prob = decode.person_probability(out)
     min_pose = settings.score_threshold if settings.min_pose_score is None else settings.min_pose_score
     raw_poses = poses_mod.decode_crowd(out, settings.max_detections, settings.score_threshold,
                                        settings.nms_radius, min_pose, settings.crowd_detections or 0)
     poses = [poses_mod.to_photo(r, out.geometry) for r in raw_poses]  # body-pix segmentPerson's allPoses
-    mask = (prob > settings.segmentation_threshold).view(np.uint8)  # 0/1, then 0/255 in place
-    mask *= np.uint8(255)
-    if small is not None:
-        # The edge stage needs the probability on its working grid only: the full-size one
-        # (4 bytes a pixel) goes now; the Result recomputes it if it is asked for.
-        prob = resize_to(prob, small.shape)
-    elif settings.refine == "none":
-        prob = None
-    # Parts are needed inside the person only; pixels later stages add are filled below.
-    parts = decode.part_argmax(out, where=mask)
+    if small is not None and small.shape[:2] != rgb.shape[:2]:
+        # A large photo: the edge stage needs BodyPix's probability on its working grid only, so
+        # it is decoded there (no full-size float probability; the Result recomputes it if it is
+        # asked for), and the part map, inside BodyPix's mask, is that grid's labels scaled up.
+        prob = decode.person_probability(out, small.shape[:2])
+        parts = decode.scaled_labels(out, small.shape[:2], prob > settings.segmentation_threshold, rgb.shape[:2])
+    else:
+        prob = decode.person_probability(out)
+        mask = (prob > settings.segmentation_threshold).view(np.uint8)  # 0/1, then 0/255 in place
+        mask *= np.uint8(255)
+        if settings.refine == "none":
+            prob = None
+        # Parts are needed inside the person only; pixels later stages add are filled below.
+        parts = decode.part_argmax(out, where=mask)
     lap("decode")
     info: dict[str, object] = {"model": settings.model_name, "input_size": [out.geometry.input_height,
                                                                              out.geometry.input_width]}

@@ -51,6 +51,10 @@ class Settings:
     # Largest network input in pixels (height*width of the padded, resized input).
     # Masks always come out at the photo's full resolution.
     max_input_pixels: int = 1_000_000
+    # A photo larger than this (pixels) is first area-shrunk to it, then BodyPix's internal
+    # resolution applies (None: the internal resolution of the photo itself, up to the cap above).
+    # The product's 1 MP: every photo from 1 MP up gives BodyPix the input a 1 MP photo gets.
+    max_work_pixels: int | None = None
     # Edge refinement method ("none" = raw BodyPix edge); see bodypix_gimp.refine.
     refine: str = "none"
     # Recover fingers with the hand-landmark model where BodyPix finds a hand.
@@ -201,6 +205,8 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"Invalid include_held {s.include_held!r}. Should be True, False or None")
     if s.max_input_pixels < 10_000:
         raise ConfigError(f"Invalid max_input_pixels {s.max_input_pixels}. Should be >= 10000")
+    if s.max_work_pixels is not None and s.max_work_pixels < 10_000:
+        raise ConfigError(f"Invalid max_work_pixels {s.max_work_pixels}. Should be >= 10000 or None")
 
 
 # The product's best pipeline (``Settings.product()``): what ``segment(image)``, the CLI, GIMP and
@@ -215,6 +221,10 @@ PRODUCT_DEFAULTS: dict[str, Any] = {
     "include_held": True,
     "crowd_detections": 40,  # crowds: more than body-pix's 10 people (docs/evaluation.md, "Crowds")
     "look_again": True,  # small people with a confident pose and no mask (docs/evaluation.md, "Crowds")
+    # BodyPix on a large photo's 1 MP working copy (the edge stage's) at the internal resolution:
+    # a 12 MP photo's network input is a 1 MP photo's (0.25 MP at "medium"), not the 1 MP cap
+    # (docs/performance.md, "Third pass")
+    "max_work_pixels": 1_000_000,
 }
 
 

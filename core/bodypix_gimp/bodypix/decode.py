@@ -95,13 +95,16 @@ def part_argmax(
     combination of vectors that share their argmax keeps it.  So pixels whose window has
     one grid label take it directly; only the rest (part borders) are computed exactly.
 
-    A photo shrunk by the input cap gets its labels at the working size, scaled up with
-    nearest neighbour: part borders then sit within half a working pixel of the exact
-    ones, at a fraction of the cost at 24 MP.  The full-size passes are uint8 OpenCV
-    operations (threaded); the few pixels of ``where`` the working-size labels do not cover
-    are computed exactly as points, never as full-size arrays.  Labels computed once are kept
-    in ``out.part_cache`` (``_labels``): the pipeline's second call (the pixels later stages added) only
-    computes the pixels the first did not.
+    A photo shrunk to a working size (``Geometry.capped``) at least twice that size gets the
+    labels of its working grid, scaled up by nearest neighbour: part borders inside the
+    person sit within half a working pixel of the exact ones (the outline is the person
+    mask's, which clips the part map), at a fraction of the cost at 24 MP.  The full-size
+    passes are uint8 OpenCV operations (threaded); the working pixels labelled are the ones
+    ``where``'s pixels scale up from (a nearest-neighbour shrink of ``where``, grown by a pixel),
+    and the few of ``where`` still without a label (thin lines between the shrink's samples)
+    get their working pixel's label as points, never as full-size arrays.  Labels computed
+    once are kept in ``out.part_cache`` (``_labels``): the pipeline's second call (the pixels
+    later stages added) only computes the working pixels the first did not.
     """
     geo = out.geometry
     out_h, out_w = size or (geo.height, geo.width)
@@ -109,15 +112,10 @@ def part_argmax(
     if out_h * out_w > 2 * work[0] * work[1]:
         small_where = None
         if where is not None:
-            # 0/1 for the area average: any coverage of at least half a working pixel, grown by
-            # a pixel so nearest-neighbour scaling never lands outside it
             where = where.view(np.uint8) if where.dtype == np.bool_ else where
-            ones = cv2.threshold(where, 0, 1, cv2.THRESH_BINARY)[1]
-            small_where = cv2.resize(ones, work[::-1], interpolation=cv2.INTER_AREA)
-            del ones
+            small_where = cv2.resize(where, work[::-1], interpolation=cv2.INTER_NEAREST)
             small_where = cv2.dilate(small_where, np.ones((3, 3), np.uint8)) > 0
-        small = _labels(out, work, small_where)
-        parts = cv2.resize(small, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
+        parts = scaled_labels(out, work, small_where, (out_h, out_w))
         left = cv2.threshold(parts, 254, 255, cv2.THRESH_BINARY)[1]  # parts == 255
         if where is not None:
             outside = cv2.threshold(where, 0, 255, cv2.THRESH_BINARY_INV)[1]  # not in ``where``
@@ -126,11 +124,23 @@ def part_argmax(
             del outside
         if cv2.countNonZero(left):
             iy, ix = _nonzero(left)
-            parts[iy, ix] = _part_argmax_points(out, (out_h, out_w), iy, ix)
+            # the working pixel nearest-neighbour scaling takes each from (cv::resize INTER_NEAREST)
+            sy = np.minimum(np.floor(iy * (1.0 / (out_h / work[0]))).astype(np.intp), work[0] - 1)
+            sx = np.minimum(np.floor(ix * (1.0 / (out_w / work[1]))).astype(np.intp), work[1] - 1)
+            parts[iy, ix] = _part_argmax_points(out, work, sy, sx)
         return parts
     if where is not None and where.dtype != np.bool_:
         where = where != 0
     return _labels(out, (out_h, out_w), where)
+
+
+def scaled_labels(
+    out: BodyPixOutput, grid: tuple[int, int], where: np.ndarray | None, size: tuple[int, int]
+) -> np.ndarray:
+    """Exact part labels on a ``grid`` (``where``: bool on it, None: everywhere; 255 elsewhere),
+    scaled up to ``size`` by nearest neighbour (uint8)."""
+    labels = _labels(out, grid, where)
+    return cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
 def _nonzero(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -92,12 +92,20 @@ def plan_geometry(height: int, width: int, settings: Settings) -> Geometry:
     """Decide the working size, network input size and padding for a photo.
 
     Without the cap this is exactly body-pix: internal resolution = fraction x photo size,
-    snapped down to k*stride+1; padding keeps the aspect ratio of that input.
+    snapped down to k*stride+1; padding keeps the aspect ratio of that input.  With
+    ``settings.max_work_pixels`` a larger photo is first shrunk to that many pixels (its
+    working copy) and the internal resolution applies to the copy: the input grows with the
+    photo up to that size and stays there (no step).
     """
     stride = settings.output_stride
     frac = settings.internal_resolution_fraction()
     work_h, work_w = height, width
-    if frac * frac * height * width > settings.max_input_pixels:
+    work_max = settings.max_work_pixels
+    if work_max is not None and height * width > work_max:
+        # the same size, same arithmetic, as refine.scale.budget_shape (the edge stage's working copy)
+        scale = (work_max / (height * width)) ** 0.5
+        work_h, work_w = max(1, round(height * scale)), max(1, round(width * scale))
+    if frac * frac * work_h * work_w > settings.max_input_pixels:
         # Shrink the photo so that its full-resolution input fits the cap.
         scale = math.sqrt(settings.max_input_pixels / (height * width))
         work_h, work_w = max(1, round(height * scale)), max(1, round(width * scale))
