@@ -144,3 +144,16 @@ def test_megapixels_runs_the_photo_upscaled_and_scores_at_the_truths_size(tmp_pa
     for row in (big_row, native_row):
         assert 0.8 < row["iou"] <= 1.0 and 0.1 < row["parts_iou"] <= 1.0
     assert big_row["iou"] != native_row["iou"]  # another photo for the pipeline, scored on the same truth
+
+
+def test_megapixels_scores_the_hands_found_on_the_large_photo_at_the_truths_size(tmp_path: Path) -> None:
+    """The finger stage's hand boxes and fingertips come in the large photo's pixels: scored on
+    the truth's grid they are scaled back (unscaled, a 4 MP photo's boxes fall off a 2 MP truth:
+    IoU of two empty crops, no fingertip visible)."""
+    out = tmp_path / "hands"
+    assert main(["eval", str(EVAL / "p3m_demo_pseudo"), "--limit", "1", "--only", "default",
+                 "--megapixels", "4", "--out", str(out), "-q"]) == 0  # fmt: skip
+    row = json.loads((out / "eval.json").read_text())["datasets"]["p3m_demo_pseudo"]["per_photo"]["default"][0]
+    assert row["name"] == "p_07141906"  # a raised hand against the background
+    assert 0.7 < row["hand_iou"] < 1.0 and 0.7 < row["hand_recall"] <= 1.0
+    assert row["hand_tips"] >= 0.8

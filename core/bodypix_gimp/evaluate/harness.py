@@ -78,6 +78,21 @@ def shrunk_back(
     return mask, parts
 
 
+def hands_scaled(hands: list[dict[str, Any]], factor: float) -> list[dict[str, Any]]:
+    """The finger stage's hands (box, fingertips, sizes in photo pixels) on a photo scaled by ``factor``."""
+    out = []
+    for hand in hands:
+        h = dict(hand)
+        h["box"] = [v * factor for v in hand["box"]]
+        if "tips" in hand:
+            h["tips"] = [[x * factor, y * factor] for x, y in hand["tips"]]
+        for key in ("scale", "size"):
+            if key in hand:
+                h[key] = hand[key] * factor
+        out.append(h)
+    return out
+
+
 def evaluate(
     datasets: Iterable[Dataset],
     configs: list[Config],
@@ -128,6 +143,8 @@ def evaluate(
                 pred = mask >= 128
                 if not hands and c.settings is not None and c.settings.fingers:
                     hands = hands_from_info(info)  # the hands the finger stage found score every config
+                    if rgb.shape[:2] != shape[:2]:  # found on the upscaled photo: to the truth's pixels
+                        hands = hands_scaled(hands, shape[1] / rgb.shape[1])
                 scored.append((row, pred))
                 if sample.gt is not None:
                     row.update(metrics.score(pred, sample.gt, sample.band))
