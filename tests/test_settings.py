@@ -3,6 +3,7 @@
 import argparse
 
 import pytest
+from bodypix_gimp.bodypix.model import plan_geometry
 from bodypix_gimp.cli.segment import add_settings_arguments, settings_from_args
 from bodypix_gimp.errors import ConfigError
 from bodypix_gimp.settings import Settings, default_settings, model_name, parse_model_name
@@ -81,6 +82,11 @@ def test_cli_flags_and_gimp_dialog_options_make_the_same_settings():
     assert settings_from_args(parser.parse_args(["--refine", "guided"])).refine == "guided"
     assert settings_from_args(parser.parse_args(["--model", "mobilenet050-float-stride8"])).model_name == \
         "mobilenet050-float-stride8"
+    # an input cap asked for is the only limit (a 4 MP input for a 12 MP photo at "full"), not the 1 MP copy
+    capped = settings_from_args(parser.parse_args(["--max-input-pixels", "4000000", "--internal-resolution", "full"]))
+    assert Settings.product().max_work_pixels == 1_000_000 and capped.max_work_pixels is None
+    g = plan_geometry(3000, 4000, capped)
+    assert 3.9e6 < g.input_height * g.input_width <= 4e6
     # a bad value: body-pix's words, a ConfigError in the CLI, a "config" error for the plug-in
     with pytest.raises(ConfigError, match="must be one of low,medium,high,full"):
         settings_from_args(parser.parse_args(["--internal-resolution", "ultra"]))

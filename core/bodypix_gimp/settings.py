@@ -245,7 +245,8 @@ def settings_from_options(
     dialog options (``worker.operations.build_settings``) each map their own names onto these.
     ``model``: a manifest name (:func:`parse_model_name`), applied before ``output_stride``;
     ``threshold``: segmentationThreshold; ``internal_resolution``: low/medium/high/full or a
-    number (a numeric string counts as its number); ``refine``: a method name, or True/False
+    number (a numeric string counts as its number); ``max_input_pixels``: the network input's
+    only size limit (the product's 1 MP working copy for BodyPix is off); ``refine``: a method name, or True/False
     for the product's method / BodyPix's own edge; ``include_held``: what people hold wholly in
     the person mask (True) or wholly out (False).  A value out of range is a ConfigError.
     """
@@ -264,7 +265,9 @@ def settings_from_options(
                 pass  # a name (or a typo: Settings says what would have worked)
         changes["internal_resolution"] = internal_resolution
     if max_input_pixels is not None:
-        changes["max_input_pixels"] = max_input_pixels
+        # an input cap asked for is the only limit: BodyPix's internal resolution then applies to
+        # the photo itself, not to its 1 MP working copy (max_work_pixels)
+        changes.update(max_input_pixels=max_input_pixels, max_work_pixels=None)
     if isinstance(refine, bool):
         changes["refine"] = PRODUCT_DEFAULTS["refine"] if refine else "none"
     elif refine is not None:

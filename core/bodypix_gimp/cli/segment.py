@@ -27,7 +27,8 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stride", type=int, help="outputStride: 8 or 16 (MobileNetV1), 16 or 32 (ResNet50)")
     g.add_argument("--threshold", type=float, help="segmentationThreshold, 0..1")
     g.add_argument("--internal-resolution", help="internalResolution: low, medium, high, full or 0.1..2")
-    g.add_argument("--max-input-pixels", type=int, help="cap on the network input size in pixels")
+    g.add_argument("--max-input-pixels", type=int, help="cap on the network input size in pixels (default: the photo's "
+                   "1 MP working copy at the internal resolution)")
     g.add_argument("--refine", help="edge refinement method ('none' = raw BodyPix edge)")
     g.add_argument("--no-refine", action="store_true", help="keep BodyPix's own edge")
     g.add_argument("--no-fingers", action="store_true", help="do not recover fingers with the hand model")
