@@ -5,7 +5,9 @@ Mirrors body-pix 2.x ``body_pix_model.ts`` (``segmentPersonActivation``), ``util
 ``resnet.ts`` (``preprocessInput``).  The only addition is the input cap: a photo whose
 internal resolution would exceed ``Settings.max_input_pixels`` is first shrunk with an
 area filter (the reference's plain bilinear would alias badly at 24 MP), and the heads
-are later resampled straight to the full photo size.
+are later resampled straight to the full photo size;
+and the product's working copy: a photo above ``Settings.max_work_pixels`` is area-shrunk
+to that size first and the internal resolution applies to the copy.
 """
 
 from __future__ import annotations
