@@ -453,3 +453,43 @@ def test_the_idle_server_gives_back_the_memory_of_a_24_mp_call(home, config, pho
     after = wait_for(lambda: (m := rss_mb(state["pid"])) <= idle + 40 and m, 10)
     print(f"idle server RSS {idle:.0f} MB, after a 24 MP call {rss_mb(state['pid']):.0f} MB")
     assert after, f"idle {idle:.0f} MB, after a 24 MP call {rss_mb(state['pid']):.0f} MB"
+
+
+def test_a_select_click_is_answered_before_people_are_told_apart(home, config, photo, monkeypatch) -> None:
+    """Select Person and the body-part entries with no selection need only the person mask
+    and the part map: the worker answers as soon as those are final (before the stage that
+    tells people apart), with the very bytes the whole pipeline gives, and the server then
+    finishes the segmentation for its cache, so the next click inside the new selection (which
+    needs the people) is a hit.  A one-shot worker answers early too."""
+    from bodypix_gimp import RuntimeOptions, segment
+    from bodypix_gimp.result import PART_GROUPS, part_ids
+    from bodypix_gimp.worker.operations import build_settings
+
+    root, pids = home
+    defaults = {**FAST, "refine": True, "fingers": True}  # the plug-in's defaults: every stage runs
+    full = segment(photo, build_settings(defaults).replace(multi_person=True), RuntimeOptions(models=config["models"]))
+    assert full.persons and "persons" in full.timings
+    result, mask = call(config, photo, options=defaults)
+    pids.append(server_state(config)["pid"])
+    assert result["mode"] == "server" and result["cache"] == "miss" and result.get("early") is True
+    assert "persons" not in result["timings_ms"]  # answered before that stage ran
+    assert np.array_equal(mask, full.person_mask)
+    # the next click, Face inside a box around the first person: needs the people, from the cache
+    x0, y0, x1, y1 = full.persons[0].bbox
+    h, w = photo.shape[:2]
+    box = np.zeros((h, w), np.uint8)
+    box[y0:y1, x0:x1] = 255
+    req = {"op": "select-parts", "parts": ["face"], "source_rect": [0, 0, w, h], "channels": 3,
+           "options": defaults, "selection": True}  # fmt: skip
+    with worker_client.Worker(config, req) as wk:
+        wk.start()
+        face = wk.finish(photo.tobytes(), box.tobytes())
+        fx, fy, fw, fh = face["items"][0]["rect"]
+        got = np.zeros((h, w), np.uint8)
+        got[fy : fy + fh, fx : fx + fw] = np.frombuffer(wk.read_item(face["items"][0]), np.uint8).reshape(fh, fw)
+    assert face["cache"] == "hit" and not face.get("early")
+    faces = np.isin(full.part_map, part_ids(list(PART_GROUPS["face"])))
+    assert (got >= 128).any() and not ((got >= 128) & ~faces).any()
+    monkeypatch.setenv(worker_client.ENV_ONESHOT, "1")
+    result, mask2 = call(config, photo, options=defaults)
+    assert result["mode"] == "one-shot" and result.get("early") is True and np.array_equal(mask2, full.person_mask)

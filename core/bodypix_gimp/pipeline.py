@@ -16,7 +16,7 @@ Stages, each a plain array function so the evaluation harness can combine them f
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import cv2
@@ -82,12 +82,16 @@ def segment(
     settings: Settings | None = None,
     runtime: RuntimeOptions | None = None,
     progress: Progress | None = None,
+    early: Callable[[Result], None] | None = None,
 ) -> Result:
     """Segment the people in ``image`` (HxW[x3|x4] uint8) with the full pipeline.
 
     ``settings`` default to the product's best pipeline (``Settings.product()``, what the CLI
     and GIMP run); ``Settings.bodypix_faithful()`` is raw body-pix 2.x.
     ``progress(fraction, message)`` is called between stages; raising from it cancels.
+    ``early(result)`` is called once the person mask and the part map are final, before people
+    are told apart (no ``persons``, no ``instance_map`` yet; the same arrays the returned Result
+    holds): a caller that needs only those can answer then (the GIMP worker's Select entries).
     """
     settings = settings or Settings.product()
     runtime = runtime or RuntimeOptions()
@@ -171,6 +175,9 @@ def segment(
         if objects:
             info["held_objects"] = objects
         lap("held")
+    if early is not None:  # no stage after this line changes the mask or the part map
+        early(Result(mask, lambda: decode.person_probability(out), part_map, poses,
+                     {**timings, "total": sum(timings.values())}, dict(info)))
     persons, instance_map = [], None
     if settings.multi_person:
         report(0.9, "Separating people")

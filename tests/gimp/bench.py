@@ -9,7 +9,7 @@ Every "first click" gets pixels the worker has not seen (the photo with one pixe
 run), so it is a real segmentation; run 0 is the first click after GIMP started (the model
 server starts), the later runs have it warm.
 
-    python tests/gimp/bench.py [--out reports] [--repeats 3]
+    python tests/gimp/bench.py [--out reports] [--repeats 3] [--sizes 12MP] [--no-core]
 
 Needs root (the GIMP 3 rootfs, see tests/gimp/setup-gimp.sh). Installs the plug-in with
 installer/install.py into a throw-away profile, then runs everything in that profile:
@@ -63,14 +63,15 @@ DEFAULTS = harness.PLUGIN_DEFAULTS
 SECOND = "plug-in-bodypix-select-face"  # the second click: another entry, the same pixels
 
 
-def make_photos(work: Path, runs: int) -> dict[str, list[Path]]:
+def make_photos(work: Path, runs: int, sizes: list[str]) -> dict[str, list[Path]]:
     """Per size, ``runs`` files of the photo that differ in one pixel each (new pixels for the
     worker's cache, the same work for BodyPix)."""
     import numpy as np
     from PIL import Image
 
     out = {}
-    for name, size in SIZES.items():
+    for name in sizes:
+        size = SIZES[name]
         img = Image.open(PHOTO).convert("RGB")
         if size is not None:
             img = img.resize(size, Image.Resampling.LANCZOS)
@@ -105,13 +106,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(harness.ROOT / "reports"))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated, of {', '.join(SIZES)}")
+    ap.add_argument("--no-core", action="store_true", help="skip the core-only runs (quicker before/after runs)")
     args = ap.parse_args()
+    sizes = [n.strip() for n in args.sizes.split(",") if n.strip()]
+    if not sizes or set(sizes) - set(SIZES):
+        ap.error(f"--sizes: choose from {', '.join(SIZES)}")
     harness.ensure_gimp()
     inst = harness.make_install(harness.ROOT / ".cache" / "gimp-bench")
-    photos = make_photos(inst.work, args.repeats + 1)
+    photos = make_photos(inst.work, args.repeats + 1, sizes)
+    core = skipped_core if args.no_core else core_only
     load_before = os.getloadavg()
     # core-only before and after the GIMP run, so a change of the machine's load shows
-    core_before = {name: core_only(inst, paths[0], args.repeats) for name, paths in photos.items()}
+    core_before = {name: core(inst, paths[0], args.repeats) for name, paths in photos.items()}
     if None in core_before.values():
         return 1
     cases = []
@@ -147,7 +154,7 @@ def main() -> int:
                 assert r["status"] == "success" and not r["selection_empty"], r
                 runs.append(r)
                 times.append(next(calls)["ms_since_python_start"])
-        c = core_only(inst, paths[0], args.repeats)
+        c = core(inst, paths[0], args.repeats)
         if c is None:
             return 1
         c0 = core_before[name]
@@ -259,6 +266,11 @@ def core_only(inst: harness.Install, photo: Path, repeats: int) -> dict | None:
         print(core.stdout[-2000:], core.stderr[-2000:])
         return None
     return json.loads(line[0][5:])
+
+
+def skipped_core(inst: harness.Install, photo: Path, repeats: int) -> dict:
+    """--no-core: no core-only run (its columns read 0)."""
+    return {"import_s": 0.0, "first_call_s": 0.0, "warm_s": [0.0], "stages_ms": {}}
 
 
 def inst_batch(inst: harness.Install, cases: list[dict]):

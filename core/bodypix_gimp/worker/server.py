@@ -63,10 +63,16 @@ HEARTBEAT_SECONDS = 2.0  # "busy" while a call waits for the compute lock or com
 SILENCE_SECONDS = 30.0  # longest wait for the next pixel bytes, or for a client to take a line
 START_LOCK_SECONDS = 10.0  # a new server waits this long for a retiring one to let go
 MAX_CONNECTIONS = 16  # beyond this, new connections are closed at once
+HEAP_KEEP_BYTES = 1 << 30  # glibc's mmap and trim thresholds in the server (one_heap)
+# After a call on more pixels than this the server gives its memory back at once; after a
+# smaller one it keeps the pages for the next click until ``forget_seconds`` without a call.
+KEEP_PIXELS = 25_000_000
 
 
 class Channel:
     """Where one request comes from and where its answer goes."""
+
+    pixels = 0  # of the request read on it (the server keeps its memory after small calls)
 
     def read_line(self, cap: int) -> bytes:
         raise NotImplementedError
@@ -213,6 +219,10 @@ def serve(stdin: BinaryIO, stdout: TextIO, alive: Callable[[], bool] | None = No
     return handle(StreamChannel(stdin, stdout), alive or (lambda: os.getppid() == parent))
 
 
+class Answered(Exception):
+    """The client has its answer and nobody keeps the rest (a one-shot worker, no cache): stop."""
+
+
 def handle(
     channel: Channel,
     alive: Callable[[], bool],
@@ -223,14 +233,37 @@ def handle(
 
     Order on the wire: header in; ``go`` (or the error) out before any pixel is read, so a
     client never writes pixels nobody reads; pixels in; progress lines; result or error.
+    A Select entry is answered as soon as its mask is final (``operations.run``'s ``reply``);
+    the model server then finishes the segmentation for its result cache, without a word to
+    the client (which has gone on writing the selection into GIMP), a one-shot worker stops.
     """
     t0 = time.perf_counter()
+    answered = False
+    keep_going = isinstance(channel, SocketChannel) and CACHE.max_bytes > 0 and CACHE.max_entries > 0
 
     def progress(fraction: float, message: str) -> None:
+        if answered:
+            return  # the rest is for the cache: the client has its answer
         # GIMP kills the plug-in when the user cancels; stop instead of finishing for nobody
         if not alive():
             raise WorkerError("cancelled", "cancelled")
         channel.emit({"progress": round(float(fraction), 3), "message": message})
+
+    def reply(result: dict[str, Any]) -> None:
+        nonlocal answered
+        result["worker_ms"] = {
+            "startup_and_model": round((t_ready - t0) * 1000, 1),
+            "waited_for_another_call": round((t_lock - t0) * 1000, 1),
+            "wait_for_pixels": round((t_read - t_ready) * 1000, 1),
+            "hash_while_receiving": round(hasher.seconds * 1000, 1),
+            "compute_and_write": round((time.perf_counter() - t_read) * 1000, 1),
+        }
+        if result.get("early"):
+            progress(1.0, "Done")  # as segment() ends; the rest is not the client's
+        channel.emit({"result": result})
+        answered = True
+        if not keep_going:
+            raise Answered
 
     lock = compute_lock or contextlib.nullcontext()
     try:
@@ -238,6 +271,7 @@ def handle(
             req = parse_header(channel.read_line(HEADER_CAP, header_deadline))
         else:
             req = parse_header(channel.read_line(HEADER_CAP))
+        channel.pixels = req.width * req.height
         settings = build_settings(req.options)
         with lock:  # one call computes at a time; waiting ones hear "busy"
             t_lock = time.perf_counter()
@@ -256,27 +290,24 @@ def handle(
                 sel = channel.read_exact(req.width * req.height)
                 selection = np.frombuffer(sel, np.uint8).reshape(req.height, req.width)
             t_read = time.perf_counter()
-            result = run(req, rgba, selection, progress, settings, hasher.digest())
+            result = run(req, rgba, selection, progress, settings, hasher.digest(), reply)
             del raw, rgba, selection
-            result["worker_ms"] = {
-                "startup_and_model": round((t_ready - t0) * 1000, 1),
-                "waited_for_another_call": round((t_lock - t0) * 1000, 1),
-                "wait_for_pixels": round((t_read - t_ready) * 1000, 1),
-                "hash_while_receiving": round(hasher.seconds * 1000, 1),
-                "compute_and_write": round((time.perf_counter() - t_read) * 1000, 1),
-            }
-        channel.emit({"result": result})
+            if result is not None:
+                reply(result)
+        return 0
+    except Answered:
         return 0
     except WorkerError as e:
-        if e.kind == "cancelled":
+        if e.kind == "cancelled" or answered:
             return 2
         with contextlib.suppress(WorkerError):
             channel.emit({"error": str(e).splitlines()[0] if str(e) else e.kind, "kind": e.kind})
         return 2
     except Exception as e:  # last resort: one line for GIMP, the traceback for the log
         traceback.print_exc(file=sys.stderr)
-        with contextlib.suppress(WorkerError):
-            channel.emit({"error": f"{type(e).__name__}: {e}".splitlines()[0], "kind": "internal"})
+        if not answered:
+            with contextlib.suppress(WorkerError):
+                channel.emit({"error": f"{type(e).__name__}: {e}".splitlines()[0], "kind": "internal"})
         return 3
 
 
@@ -295,7 +326,7 @@ def glibc() -> Any:
 
 def one_heap() -> None:
     """Let every thread allocate from glibc's main heap (``M_ARENA_MAX`` = 1), which ``malloc_trim``
-    gives back in full.
+    gives back in full, and keep a call's big blocks in that heap between calls.
 
     Each connection computes in its own thread, and onnxruntime and OpenCV have their pools:
     with glibc's default of one arena per thread, the big blocks of a call land in thread
@@ -306,10 +337,20 @@ def one_heap() -> None:
     of 0.94 s in GIMP); with one heap a call costs what it costs in a plain process
     (docs/reliability.md).  On 2-4 cores one heap's lock is not contended: onnxruntime and
     OpenCV allocate per operation, not per pixel.
+
+    A plain process still faults ~75 k pages (~300 MB) into every 12 MP call, ~0.2 s of system
+    time (zeroing them, not the fault count: huge pages fault 14 k times for the same 0.15 s),
+    because glibc gives blocks above its mmap threshold (at most 32 MiB by default: a 12 MP
+    float map is 48 MB) their own mapping and unmaps them when freed.  With both thresholds
+    at ``HEAP_KEEP_BYTES`` every block comes from the heap and stays there after ``free``, so the
+    next call reuses pages already faulted in (3 k faults, 0.02 s of system time a 12 MP call);
+    ``release_memory`` gives them back when the server has nothing to do (``Server.forget_results``).
     """
     libc = glibc()
     if libc is not None:
         libc.mallopt(-8, 1)  # M_ARENA_MAX; before any other thread allocates
+        libc.mallopt(-3, HEAP_KEEP_BYTES)  # M_MMAP_THRESHOLD: big blocks from the heap ...
+        libc.mallopt(-1, HEAP_KEEP_BYTES)  # M_TRIM_THRESHOLD: ... and free() keeps them there
 
 
 def release_memory() -> None:
@@ -459,6 +500,7 @@ class Server:
         self.connections = 0
         self.busy = 0
         self.last_call = time.monotonic()
+        self.trimmed = True  # no call's memory kept in the heap since the last release_memory
 
     def idle(self) -> bool:
         with self.count_lock:
@@ -466,12 +508,14 @@ class Server:
 
     def forget_results(self) -> None:
         """After ``forget_seconds`` without a call, drop the cached results (worker/cache.py)
-        and give their memory back: they serve clicks in a row, not a server idle for minutes."""
+        and give their memory back, with the heap pages the last calls kept (``one_heap``):
+        they serve clicks in a row, not a server idle for minutes."""
         with self.count_lock:
             due = not self.busy and time.monotonic() - self.last_call > self.forget_seconds
-        if due and len(CACHE) and self.compute.acquire(blocking=False):  # never wait on a call here
+        if due and (len(CACHE) or not self.trimmed) and self.compute.acquire(blocking=False):  # never wait
             try:
                 CACHE.clear()
+                self.trimmed = True
             finally:
                 self.compute.release()
             release_memory()
@@ -511,7 +555,10 @@ class Server:
                 with self.count_lock:
                     self.busy -= 1
                     self.last_call = time.monotonic()
-                release_memory()
+                if channel.pixels > KEEP_PIXELS:
+                    release_memory()  # a very large call's pages are not worth keeping
+                else:
+                    self.trimmed = False  # kept for the next click (one_heap); forget_results frees them
         except (WorkerError, OSError):
             pass  # a client that does not follow the protocol gets nothing
         finally:
