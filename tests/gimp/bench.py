@@ -278,6 +278,8 @@ def inst_batch(inst: harness.Install, cases: list[dict]):
         {"out": str(inst.work / "out"), "empty_models": "", "cases": cases},
         timeout=1800,
         BODYPIX_GIMP_TIMING="1",
+        # as in a user's GIMP: Python keeps the plug-in's modules compiled in its __pycache__
+        PYTHONDONTWRITEBYTECODE="",
     )
 
 

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SHARED = Path(os.environ.get("BODYPIX_SHARED", ROOT.parent / "shared")).resolve()
 MODELS = Path(os.environ.get("BODYPIX_MODELS", SHARED / "models")).resolve()
-# The plug-in dialog's default values (gimp_plugin/bodypix/bodypix.py), as the worker receives them.
+# The plug-in dialog's default values (gimp_plugin/bodypix/procedures.py), as the worker receives them.
 PLUGIN_DEFAULTS = {
     "quality": "fast", "refine": True, "fingers": True, "threshold": 0.7, "internal_resolution": "medium",
 }
