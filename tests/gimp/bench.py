@@ -99,6 +99,10 @@ def overhead_ms(t: dict) -> dict:
         "pixels_out": round(t["pixels_sent"] - t["connected"], 1),
         "worker_after_last_byte": round(t["worker_done"] - t["pixels_sent"], 1),
         "masks_written_back": round(t["applied"] - t["worker_done"], 1),
+        # the model server's CPU (all its threads) and page faults from the last byte to its answer:
+        # what the click's core cost, whatever the machine's load did to the wall times
+        "worker_cpu_after_last_byte": (t.get("worker") or {}).get("cpu_after_last_byte", 0.0),
+        "worker_page_faults": (t.get("worker") or {}).get("page_faults_after_last_byte", 0),
     }
 
 

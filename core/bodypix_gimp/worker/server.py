@@ -257,6 +257,9 @@ def handle(
             "wait_for_pixels": round((t_read - t_ready) * 1000, 1),
             "hash_while_receiving": round(hasher.seconds * 1000, 1),
             "compute_and_write": round((time.perf_counter() - t_read) * 1000, 1),
+            # the whole process's CPU (every thread) and page faults from the last byte to here
+            "cpu_after_last_byte": round((time.process_time() - cpu_read) * 1000, 1),
+            "page_faults_after_last_byte": minor_faults() - faults_read,
         }
         if result.get("early"):
             progress(1.0, "Done")  # as segment() ends; the rest is not the client's
@@ -289,7 +292,7 @@ def handle(
             if req.selection:
                 sel = channel.read_exact(req.width * req.height)
                 selection = np.frombuffer(sel, np.uint8).reshape(req.height, req.width)
-            t_read = time.perf_counter()
+            t_read, cpu_read, faults_read = time.perf_counter(), time.process_time(), minor_faults()
             result = run(req, rgba, selection, progress, settings, hasher.digest(), reply)
             del raw, rgba, selection
             if result is not None:
@@ -309,6 +312,15 @@ def handle(
             with contextlib.suppress(WorkerError):
                 channel.emit({"error": f"{type(e).__name__}: {e}".splitlines()[0], "kind": "internal"})
         return 3
+
+
+def minor_faults() -> int:
+    """This process's minor page faults so far (0 where the system does not count them)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def glibc() -> Any:
