@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from bodypix_gimp import ConfigError, Settings, segment
 from bodypix_gimp.evaluate import metrics
-from bodypix_gimp.refine import edges, guided
+from bodypix_gimp.refine import edges, fusion, guided
 from bodypix_gimp.settings import REFINE_METHODS, default_settings
 from conftest import EVAL, human_seg_pairs, load
 from PIL import Image
@@ -123,3 +123,28 @@ def test_fusion_revote_leaves_out_what_only_bodypix_claims() -> None:
     assert np.count_nonzero(claimed) > 0.01 * gt.size
     assert np.count_nonzero(judged & claimed) < 0.05 * np.count_nonzero(claimed)
     assert metrics.iou(judged, gt) >= metrics.iou(blend, gt) - 0.002
+
+
+def test_fusion_smoothing_fades_out_with_the_grid_size() -> None:
+    # A lone confident pixel (RVM's speckle) falls below the low-resolution edge level once
+    # smoothed (a Gaussian of sigma 0.8 keeps 1 / (2 pi 0.64) ~ 0.25 of it), a solid region
+    # keeps its inside; from 1 MP the blend is returned untouched.
+    small = np.zeros((500, 500), np.float32)
+    small[100, 100] = 1.0
+    small[200:300, 200:300] = 1.0
+    out = fusion.smooth(small)
+    level = fusion.edge_level(small.shape)
+    assert small[100, 100] > level > out[100, 100]
+    assert out[250, 250] == pytest.approx(1.0)
+    big = np.zeros((1000, 1000), np.float32)
+    assert fusion.smooth(big) is big
+
+
+def test_fusion_smoothing_helps_a_small_person(monkeypatch) -> None:  # noqa: ANN001
+    # human_seg_300 photo 169: a man walking a dog, ~130 px tall.  RVM's alpha is ragged at
+    # that size; smoothing the settled blend (fusion.smooth) follows the reference better.
+    rgb, gt = human_seg("169")
+    smoothed = segment(rgb, default_settings(fingers=False)).person_mask >= 128
+    monkeypatch.setattr(fusion, "EDGE_SMOOTH", 0.0)
+    plain = segment(rgb, default_settings(fingers=False)).person_mask >= 128
+    assert metrics.iou(smoothed, gt) > metrics.iou(plain, gt) + 0.005
