@@ -413,8 +413,6 @@ def test_select_one_person_of_a_group(case: Case) -> None:
     assert case.report["original_unchanged"] and case.report["tree"] == case.report["tree_before"]
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: the man's selection takes the middle woman's left side "
-                   "(about 1100 px right of x=320, and her hair's edge in 'face'; the core alike)")  # fmt: skip
 @cases_param("inside_group", "parts_inside_group")
 def test_a_box_inside_the_man_leaves_the_middle_woman(case: Case) -> None:
     """Nothing of the middle woman may be selected: nothing right of the man's hand on her

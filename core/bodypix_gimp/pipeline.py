@@ -24,7 +24,7 @@ import numpy as np
 
 from .bodypix import decode
 from .bodypix import poses as poses_mod
-from .bodypix.instances import build_persons
+from .bodypix.instances import build_persons, split_takes_closer
 from .bodypix.model import BodyPixModel
 from .errors import ModelNotFoundError
 from .imageio import as_rgb
@@ -182,13 +182,14 @@ def segment(
     if settings.multi_person:
         report(0.9, "Separating people")
         split, split_poses = out, raw_poses
-        if settings.look_again:  # a closer look, for people "medium" is unsure of (poses.finds_more_people)
+        if settings.look_again:  # a closer look, for people "medium" is unsure of (split_takes_closer)
             near = model.run(rgb, settings.replace(internal_resolution="full", max_input_pixels=CLOSER_PIXELS))
             closer = poses_mod.decode_raw(near, settings.max_detections, settings.score_threshold, settings.nms_radius)
-            if poses_mod.finds_more_people(raw_poses, closer, min_pose):
+            if split_takes_closer(raw_poses, closer, min_pose):
                 split, split_poses = near, closer
         persons, instance_map, info["instances"] = build_persons(
-            split, split_poses, mask, part_map, min_pose, settings.refine_steps, settings.min_keypoint_score)
+            split, split_poses, mask, part_map, min_pose, settings.refine_steps, settings.min_keypoint_score,
+            specks=settings.look_again)
         lap("persons")
     timings["total"] = sum(timings.values())
     report(1.0, "Done")

@@ -230,19 +230,6 @@ def decode_crowd(out: BodyPixOutput, max_detections: int, score_threshold: float
     return raws
 
 
-def finds_more_people(raws: list[RawPose], closer: list[RawPose], min_pose_score: float) -> bool:
-    """Whether a closer look's poses (``closer``) hold more people (score >= ``min_pose_score``) than ``raws``.
-
-    BodyPix at internal resolution "medium" scores a person partly hidden by another low (a
-    woman carried on a man's back: 0.11), or merges two people into one pose (two heads closer
-    than body-pix's NMS radius of 20 input pixels); at "full" it is sure of both (0.39, 0.66).
-    The instance split then takes one look whole, its poses and its long offsets: a union of
-    the two looks' poses would count people twice, as the looks place the same person's
-    keypoints up to half a torso apart, as far as two people who sit cheek to cheek.
-    """
-    return sum(c.score >= min_pose_score for c in closer) > sum(r.score >= min_pose_score for r in raws)
-
-
 def skeleton(pose: Pose, min_score: float = 0.3) -> list[tuple[tuple[float, float], tuple[float, float]]]:
     """The body-pix skeleton of a pose: one ((x0, y0), (x1, y1)) segment per ``POSE_CHAIN`` edge
     whose two keypoints both score above ``min_score`` (what "Pose to Path" draws).
