@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from bodypix_gimp import segment
 from bodypix_gimp.bodypix import poses
+from bodypix_gimp.bodypix.model import looks_closer, plan_geometry
 from bodypix_gimp.evaluate.persons import GT_PEOPLE
 from bodypix_gimp.pipeline import get_model
 from bodypix_gimp.settings import Settings, default_settings
@@ -71,6 +72,20 @@ def test_a_crowd_decodes_more_than_ten_people():
         assert np.mean(on) >= 0.8
 
 
+def test_a_large_photo_looks_at_a_group_at_its_own_input_and_at_one_person_on_its_working_copy():
+    # the working copy's 0.25 MP input finds the mosaic's group, so BodyPix looks again at the
+    # photo's own (larger) input; a 2 MP portrait's one person stays on the working copy
+    settings = default_settings()
+    model = get_model(settings)
+    portrait = load(EVAL / "p3m_demo_pseudo" / "images" / "p_09ba26b4.jpg")
+    for photo, group in ((crowd()[0], True), (portrait, False)):
+        first = model.run(photo, settings)
+        assert first.geometry.input_height * first.geometry.input_width < 260_000
+        found = poses.decode_crowd(first, 10, settings.score_threshold, settings.nms_radius, 0.25, 40)
+        assert poses.is_group(found, 0.25) is group
+        assert looks_closer(first.geometry, settings.replace(max_work_pixels=None))
+
+
 def test_a_small_group_decodes_as_body_pix():
     settings = default_settings()
     photo = load(HS / "images" / "089.jpg")
@@ -96,6 +111,9 @@ def test_small_people_of_a_crowd_are_in_the_mask_and_separated():
     before = segment(photo, default_settings(multi_person=True, look_again=False, crowd_detections=None))
     now = segment(photo, default_settings(multi_person=True))
     m0, m1 = before.person_mask >= 128, now.person_mask >= 128
+    # a group: BodyPix at the photo's own input, not at the 1 MP working copy's
+    own = plan_geometry(*photo.shape[:2], default_settings(max_work_pixels=None))
+    assert now.info["input_size"] == [own.input_height, own.input_width]
     # two whole groups (266: three people against a wall, 272: three on a sofa) were lost
     for n in ("266", "272"):
         assert iou(tile(m0, n), tile(truth, n)) < 0.5

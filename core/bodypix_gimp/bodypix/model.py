@@ -128,6 +128,12 @@ def plan_geometry(height: int, width: int, settings: Settings) -> Geometry:
     return Geometry(height, width, work_h, work_w, in_h, in_w, pt, pb, pl, pr, stride)
 
 
+def looks_closer(geo: Geometry, settings: Settings, gain: float = 1.5) -> bool:
+    """Whether ``settings`` give the photo of ``geo`` a network input ``gain`` times as many pixels."""
+    other = plan_geometry(geo.height, geo.width, settings)
+    return other.input_height * other.input_width >= gain * geo.input_height * geo.input_width
+
+
 def prepare_input(
     image: np.ndarray, geo: Geometry, architecture: str, shrunk: np.ndarray | None = None
 ) -> np.ndarray:
