@@ -148,3 +148,29 @@ def test_fusion_smoothing_helps_a_small_person(monkeypatch) -> None:  # noqa: AN
     monkeypatch.setattr(fusion, "EDGE_SMOOTH", 0.0)
     plain = segment(rgb, default_settings(fingers=False)).person_mask >= 128
     assert metrics.iou(smoothed, gt) > metrics.iou(plain, gt) + 0.005
+
+
+def test_fusion_edge_without_bodypix_fades_out_with_the_grid_size() -> None:
+    # Where the veto/re-vote changed nothing, the edge band takes the blend without BodyPix,
+    # raised by EDGE_LIFT; away from the level and on 1 MP grids nothing changes.
+    nets = tuple(np.full((500, 500), v, np.float32) for v in (1.0, 0.3, 0.3))  # BodyPix, Selfie, RVM
+    level = fusion.edge_level((500, 500))
+    blend = fusion.fuse(*nets)  # 0.1 + 0.06 + 0.21 = 0.37, just above the level 0.35
+    out = fusion.edge_without_bodypix(blend, blend, level, nets)
+    assert blend[0, 0] > level > out[0, 0]  # 0.06 + 0.24 + 0.03 = 0.33: BodyPix alone no longer decides
+    settled = blend.copy()
+    settled[:10] = 0.9  # the re-vote raised these rows: left as they are
+    assert np.array_equal(fusion.edge_without_bodypix(settled, blend, level, nets)[:10], settled[:10])
+    big = np.zeros((1000, 1000), np.float32)
+    assert fusion.edge_without_bodypix(big, big, 0.5, (big, big, big)) is big
+
+
+def test_fusion_edge_without_bodypix_follows_the_reference(monkeypatch) -> None:  # noqa: ANN001
+    # human_seg_300 photo 278: BodyPix's blurred outline pulled the fused edge off the
+    # person's; the edge from RVM and Selfie alone follows the reference's boundary better.
+    rgb, gt = human_seg("278")
+    new = segment(rgb, default_settings(fingers=False)).person_mask >= 128
+    monkeypatch.setattr(fusion, "edge_without_bodypix", lambda p, blend, level, nets: p)
+    old = segment(rgb, default_settings(fingers=False)).person_mask >= 128
+    assert metrics.boundary_f(new, gt, (2,))[2] > metrics.boundary_f(old, gt, (2,))[2] + 0.02
+    assert metrics.iou(new, gt) >= metrics.iou(old, gt)
