@@ -566,6 +566,9 @@ def snap(
         return None
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     bgr = np.ascontiguousarray(rgb[..., ::-1])
+    # GrabCut seeds its colour models from OpenCV's per-thread generator: fix it, so a hand
+    # gives the same fingers whatever ran before in this thread (batch order, Ray actors).
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(bgr, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
