@@ -25,7 +25,7 @@ import numpy as np
 from .bodypix import decode
 from .bodypix import poses as poses_mod
 from .bodypix.instances import build_persons, split_takes_closer
-from .bodypix.model import BodyPixModel, looks_closer
+from .bodypix.model import BodyPixModel, BodyPixOutput, looks_closer
 from .errors import ModelNotFoundError
 from .imageio import as_rgb
 from .refine import crops, edges, fingers, held
@@ -119,14 +119,17 @@ def segment(
     lap("network")
     report(0.4, "Decoding masks")
     min_pose = settings.score_threshold if settings.min_pose_score is None else settings.min_pose_score
-    raw_poses = poses_mod.decode_crowd(out, settings.max_detections, settings.score_threshold,
-                                       settings.nms_radius, min_pose, settings.crowd_detections or 0)
+
+    def decode_poses(heads: BodyPixOutput) -> list[poses_mod.RawPose]:
+        return poses_mod.decode_crowd(heads, settings.max_detections, settings.score_threshold,
+                                      settings.nms_radius, min_pose, settings.crowd_detections or 0)
+
+    raw_poses = decode_poses(out)
     own = settings.replace(max_work_pixels=None)
     if poses_mod.is_group(raw_poses, min_pose) and looks_closer(out.geometry, own):
         # a group in a large photo: BodyPix at the photo's own input (its people are small)
         out = model.run(rgb, own, small)
-        raw_poses = poses_mod.decode_crowd(out, settings.max_detections, settings.score_threshold,
-                                           settings.nms_radius, min_pose, settings.crowd_detections or 0)
+        raw_poses = decode_poses(out)
     poses = [poses_mod.to_photo(r, out.geometry) for r in raw_poses]  # body-pix segmentPerson's allPoses
     if small is not None and small.shape[:2] != rgb.shape[:2]:
         # A large photo: the edge stage needs BodyPix's probability on its working grid only, so
