@@ -81,3 +81,18 @@ def test_a_cut_jpeg_is_still_pillows_one_line_error(tmp_path, monkeypatch, cut):
     with pytest.raises(imageio.InputError, match="truncated") as e:
         load_image(path)
     assert calls == [None] and str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_as_rgb_drops_alpha_of_every_layout_as_pillow_does():
+    """RGBA, RGBA views, grey+alpha and uint16 arrays come out as Pillow's RGB of the same pixels."""
+    photo = Image.open(EVAL / "human_seg_300" / "images" / "055.jpg").convert("RGBA")
+    photo.putalpha(Image.linear_gradient("L").resize(photo.size))  # alpha must not leak into the colours
+    rgba = np.asarray(photo)
+    want = np.asarray(photo.convert("RGB"))
+    for a in (rgba, rgba[::-1][::-1], np.asfortranarray(rgba), rgba[:, ::2]):
+        got = imageio.as_rgb(a)
+        assert got.flags.c_contiguous and got.dtype == np.uint8
+        assert np.array_equal(got, want if a.shape == rgba.shape else want[:, ::2])
+    assert np.array_equal(imageio.as_rgb(rgba.astype(np.uint16) * 257), want)
+    grey = np.asarray(photo.convert("LA"))
+    assert np.array_equal(imageio.as_rgb(grey), np.asarray(photo.convert("L").convert("RGB")))
