@@ -60,21 +60,22 @@ def _stage_needs_models(stage: str, how_to_skip: str) -> Iterator[None]:
 
 def refine_edges(
     model: BodyPixModel, rgb: np.ndarray, prob: np.ndarray, poses: list[Pose], settings: Settings,
-    runtime: RuntimeOptions, small: np.ndarray | None = None,
+    runtime: RuntimeOptions, small: np.ndarray | None = None, peers: Callable[[], tuple] | None = None,
 ) -> np.ndarray:
     """The edge stage: ``settings.refine``'s method on BodyPix's probability.
 
     ``small``: the photo's working copy (``edges.small_copy``) when ``segment`` has made it;
-    ``prob`` may then be on its grid.  For the methods that take BodyPix's second opinion
-    (``refine.fusion``), BodyPix runs once more, at internal resolution "high", on a smaller
-    copy of it, and the edge stage gets that probability as an array.
+    ``prob`` may then be on its grid; ``peers``: ``edges.start_peers``'s function for it.
+    For the methods that take BodyPix's second opinion (``refine.fusion``), BodyPix runs once
+    more, at internal resolution "high", on a smaller copy of it, and the edge stage gets that
+    probability as an array.
     """
     sharp = None
     if settings.refine in edges.JUDGED_METHODS:
         small = edges.small_copy(rgb) if small is None else small
         high = settings.replace(internal_resolution="high")
         sharp = decode.person_probability(model.run(edges.opinion_photo(small), high))
-    return edges.refine(rgb, prob, settings, runtime, poses, sharp, small)
+    return edges.refine(rgb, prob, settings, runtime, poses, sharp, small, peers)
 
 
 def segment(
@@ -110,11 +111,12 @@ def segment(
     model = get_model(settings, runtime)
     lap("load")
     report(0.1, "Running BodyPix")
-    small = None
+    small = peers = None
     if settings.refine not in ("none", "snake"):
         # The edge stage's working copy; for a large photo it is also the network's capped input,
-        # so the photo is area-shrunk once.
+        # so the photo is area-shrunk once.  The edge stage's peer networks start on it now.
         small = edges.small_copy(rgb)
+        peers = edges.start_peers(small, settings.refine, runtime)
     out = model.run(rgb, settings, small)  # the cached model may have been loaded with other knobs
     lap("network")
     report(0.4, "Decoding masks")
@@ -154,7 +156,7 @@ def segment(
     if settings.refine != "none":
         report(0.55, "Refining edges")
         with _stage_needs_models("Edge refinement", "--no-refine, or untick 'Refine edges' in GIMP"):
-            mask = refine_edges(model, rgb, prob, poses, settings, runtime, small)
+            mask = refine_edges(model, rgb, prob, poses, settings, runtime, small, peers)
         lap("refine")
     if settings.look_again:
         mask, looked = crops.look_again(rgb, mask, poses, lambda crop, r: decode.person_probability(
@@ -162,7 +164,7 @@ def segment(
         if looked["looked_at"]:
             info["look_again"] = looked
         lap("look_again")
-    del prob, small
+    del prob, small, peers
     if settings.fingers:
         report(0.75, "Recovering fingers")
         with _stage_needs_models("Finger recovery", "--no-fingers, or untick 'Recover fingers' in GIMP"):

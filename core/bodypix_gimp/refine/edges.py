@@ -21,7 +21,7 @@ default (``settings.PRODUCT_DEFAULTS``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -29,7 +29,15 @@ import numpy as np
 from ..errors import ConfigError
 from ..runtime.sessions import RuntimeOptions
 from ..settings import Settings
-from .fusion import VETO_WORK_PIXELS, SecondOpinion, fusion, fusion_fast, skeleton_distance, to_alpha
+from .fusion import (
+    VETO_WORK_PIXELS,
+    SecondOpinion,
+    fusion,
+    fusion_fast,
+    method_peers,
+    skeleton_distance,
+    to_alpha,
+)
 from .guided import coefficients_near, guided_filter
 from .peers import rvm_alpha, selfie_probability
 from .scale import diagonal, resize_to, working_copy
@@ -132,23 +140,24 @@ def upsample_band(
     return out
 
 
-# --- methods: (small rgb, BodyPix prob on the working grid, runtime, second opinion) -> (p on grid, threshold)
+# --- methods: (small rgb, BodyPix prob on the working grid, runtime, second opinion, peers) -> (p on grid, threshold)
+# ``peers``: a function giving the fusion methods' (Selfie, RVM) on ``small``, when ``start_peers`` began them.
 
 
-def _guided_bodypix(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
+def _guided_bodypix(small, prob_small, runtime, opinion, peers=None):  # noqa: ANN001, ANN202
     # BodyPix's ramp is wide (stride 16 upsampled): the window must span it, 2% of the diagonal.
     radius = max(2, round(diagonal(small.shape) * 0.02))
     return guided_filter(small.astype(np.float32) * np.float32(1 / 255), prob_small, radius, 1e-3), 0.5
 
 
-def _selfie_guided(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
+def _selfie_guided(small, prob_small, runtime, opinion, peers=None):  # noqa: ANN001, ANN202
 
     p = 0.5 * prob_small + 0.5 * selfie_probability(small, runtime)
     radius = max(2, round(diagonal(small.shape) * 0.01))
     return guided_filter(small.astype(np.float32) * np.float32(1 / 255), p, radius, 1e-3), 0.5
 
 
-def _rvm(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
+def _rvm(small, prob_small, runtime, opinion, peers=None):  # noqa: ANN001, ANN202
 
     return rvm_alpha(small, runtime), RVM_THRESHOLD
 
@@ -166,6 +175,27 @@ METHODS: dict[str, Method | None] = {
 # Methods that settle disputes (``veto_objects``, ``revote_disputed``) when the pipeline passes
 # BodyPix's sharper pass; ``fusion-blend`` is ``fusion`` without it.
 JUDGED_METHODS = ("fusion",)
+
+
+# Methods whose peer networks (Selfie, RVM) need only the working copy (``start_peers``).
+PEER_METHODS = ("fusion", "fusion-fast", "fusion-blend")
+
+
+def start_peers(small: np.ndarray, method: str, runtime: RuntimeOptions | None) -> Callable[[], tuple] | None:
+    """Begin ``method``'s peer networks on the working copy in a thread; returns the function
+    that waits for their (Selfie, RVM) pair, or None for a method without peers.
+
+    Why: RVM is the edge stage's largest cost (~0.25 s at any photo size) and needs nothing but
+    ``small``, so it can run while BodyPix runs and is decoded, whose numpy passes use one
+    core.  The pair is the one ``method_peers`` gives (the same arrays, only earlier); an error
+    in it (a missing model) is raised where the method asks for the pair.
+    """
+    if method not in PEER_METHODS:
+        return None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="bodypix-peers")
+    job: Future = pool.submit(method_peers, method, small, runtime)
+    pool.shutdown(wait=False)  # the thread ends with the job; nothing else is queued
+    return job.result
 
 
 def small_copy(rgb: np.ndarray) -> np.ndarray:
@@ -186,6 +216,7 @@ def refine(
     poses: list | None = None,
     sharp: np.ndarray | None = None,
     small: np.ndarray | None = None,
+    peers: Callable[[], tuple] | None = None,
 ) -> np.ndarray:
     """The pipeline's edge stage: ``settings.refine`` names the method.
 
@@ -195,7 +226,8 @@ def refine(
     ``sharp`` (BodyPix's person probability at internal resolution "high" on
     ``opinion_photo(small)``) are the ``SecondOpinion`` of JUDGED_METHODS; without ``sharp``
     those methods behave as ``fusion-blend``.  ``small``: the photo's working copy
-    (``small_copy(rgb)``) when the caller has made it already.
+    (``small_copy(rgb)``) when the caller has made it already; ``peers``: ``start_peers``'s
+    function for that copy, when the caller began the peer networks early.
     """
     if settings.refine not in METHODS:
         allowed = ", ".join(["none", *METHODS])
@@ -209,7 +241,7 @@ def refine(
         scale = (small.shape[1] / rgb.shape[1], small.shape[0] / rgb.shape[0])
         far = skeleton_distance(small.shape[:2], poses or [], scale)
         opinion = SecondOpinion(far, sharp)
-    p, threshold = METHODS[settings.refine](small, prob_small, runtime, opinion)
+    p, threshold = METHODS[settings.refine](small, prob_small, runtime, opinion, peers)
     return upsample_band(rgb, small, p, threshold, settings.soft_edges)
 
 

@@ -60,11 +60,8 @@ class SecondOpinion:
 
 
 
-def fusion(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
-    # The mirrored pass only where it is cheap: two passes on <= 0.5 MP cost less than one
-    # on the 1 MP working copy of a large photo, which keeps the 2 MP budget (300 ms).
-    flip = small.shape[0] * small.shape[1] <= FLIP_MAX_PIXELS
-    selfie, rvm = peer_probabilities(small, runtime, flip=flip)
+def fusion(small, prob_small, runtime, opinion, peers=None):  # noqa: ANN001, ANN202
+    selfie, rvm = peers() if peers is not None else method_peers("fusion", small, runtime)
     blend = p = fuse(prob_small, selfie, rvm)
     level = edge_level(p.shape)
     if opinion is not None:
@@ -74,8 +71,8 @@ def fusion(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
     return matte(p, level, rvm), 0.5
 
 
-def fusion_fast(small, prob_small, runtime, opinion):  # noqa: ANN001, ANN202
-    selfie, rvm = peer_probabilities(small, runtime, flip=False)
+def fusion_fast(small, prob_small, runtime, opinion, peers=None):  # noqa: ANN001, ANN202
+    selfie, rvm = peers() if peers is not None else method_peers("fusion-fast", small, runtime)
     p = fuse(prob_small, selfie, rvm)
     return matte(p, edge_level(p.shape), rvm), 0.5
 
@@ -164,6 +161,16 @@ def matte(p: np.ndarray, threshold: float, rvm: np.ndarray) -> np.ndarray:
     differ = np.flatnonzero((p > threshold) != (rvm > 0.5))
     alpha.flat[differ] = to_alpha(p.flat[differ], threshold)
     return alpha
+
+
+def method_peers(method: str, small: np.ndarray, runtime: RuntimeOptions | None) -> tuple[np.ndarray, np.ndarray]:
+    """(Selfie, RVM) as the fusion ``method`` ("fusion", "fusion-blend", "fusion-fast") uses them on ``small``.
+
+    ``fusion`` mirrors only where it is cheap: two passes on <= FLIP_MAX_PIXELS cost less than
+    one on the 1 MP working copy of a large photo, which keeps the 2 MP budget (300 ms).
+    """
+    flip = method != "fusion-fast" and small.shape[0] * small.shape[1] <= FLIP_MAX_PIXELS
+    return peer_probabilities(small, runtime, flip=flip)
 
 
 def peer_probabilities(
