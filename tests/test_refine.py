@@ -174,3 +174,18 @@ def test_fusion_edge_without_bodypix_follows_the_reference(monkeypatch) -> None:
     old = segment(rgb, default_settings(fingers=False)).person_mask >= 128
     assert metrics.boundary_f(new, gt, (2,))[2] > metrics.boundary_f(old, gt, (2,))[2] + 0.02
     assert metrics.iou(new, gt) >= metrics.iou(old, gt)
+
+
+@pytest.mark.parametrize("method", ["fusion", "fusion-fast"])
+def test_peers_started_early_are_the_methods_own(photo, method: str) -> None:  # noqa: ANN001
+    """``start_peers`` (the pipeline's early start in a thread) gives the pair the method computes
+    itself: a small photo's mirrored pass for ``fusion``, one pass for ``fusion-fast``."""
+    small = edges.small_copy(photo[0])
+    wait = edges.start_peers(small, method, None)
+    assert wait is not None
+    early, own = wait(), fusion.method_peers(method, small, None)
+    for a, b in zip(early, own, strict=True):
+        assert np.array_equal(a, b)
+    if method == "fusion":  # a 0.25 MP photo: the mirrored pass is in it (it differs from one pass)
+        assert not np.array_equal(early[1], fusion.peer_probabilities(small, None, flip=False)[1])
+    assert edges.start_peers(small, "guided", None) is None
