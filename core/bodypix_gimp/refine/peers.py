@@ -14,6 +14,7 @@ import math
 import cv2
 import numpy as np
 
+from ..runtime.rvm_graph import alpha_session
 from ..runtime.sessions import RuntimeOptions, session
 from ..runtime.store import AUX_MODELS, model_path
 from .scale import working_copy
@@ -55,7 +56,9 @@ def rvm_alpha(
     The recurrent state is zeros (a single frame).  ``network_side`` is the long side the
     network sees (downsample_ratio = network_side / long side, at most 1).
     """
-    sess = _session("rvm", runtime)
+    # the graph that computes the alpha alone (made once per user; the model file otherwise)
+    runtime = runtime or RuntimeOptions()
+    sess = alpha_session(model_path(AUX_MODELS["rvm"], runtime.models), runtime.force_cpu, runtime.threads)
     h, w = rgb.shape[:2]
     small = working_copy(rgb, max_pixels)
     sh, sw = small.shape[:2]

@@ -1,4 +1,5 @@
 """Find, verify and run a model file: the packaged manifest, the models folder, onnxruntime sessions.
 
-No network and no ``onnx`` package here: this is all the GIMP worker needs to load a model.
+No network here, and the ``onnx`` package is optional: ``rvm_graph`` uses it once per user to
+derive RVM's alpha-only graph and falls back to the model file without it.
 """
