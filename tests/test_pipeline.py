@@ -169,3 +169,42 @@ def test_missing_helper_model_names_the_stage_and_how_to_skip_it(tmp_path, model
     with pytest.raises(ModelNotFoundError, match=r"Finger recovery needs .*hand.*--no-fingers"):
         segment(astronaut, Settings(fingers=True), runtime)
     assert segment(astronaut, Settings(), runtime).found_person  # BodyPix alone still works
+
+
+@pytest.mark.parametrize("megapixels", [None, 12])
+def test_the_held_stage_reads_the_same_part_map_sample_without_the_map(monkeypatch, megapixels):
+    """``sample_parts`` (the held stage's 65 k-pixel look at the part map, made before the map so
+    GIMP's Select Person need not wait for it) equals the whole map shrunk as ``cv2.resize``
+    shrinks it, on a P3M portrait at its own size and at 12 MP (the working-grid path)."""
+    import cv2
+    from bodypix_gimp import pipeline
+    from bodypix_gimp.refine import held
+    from PIL import Image
+
+    photo = Image.open(sorted((EVAL / "p3m_demo_pseudo" / "images").glob("*.jpg"))[0]).convert("RGB")
+    if megapixels:
+        scale = (megapixels * 1e6 / (photo.width * photo.height)) ** 0.5
+        photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.LANCZOS)
+    seen = []
+    real = pipeline.sample_parts
+
+    def watch(out, mask, parts, size):  # observes the real call's inputs; injects nothing
+        seen.append((out, mask.copy(), parts.copy(), size))
+        return real(out, mask, parts, size)
+
+    monkeypatch.setattr(pipeline, "sample_parts", watch)
+    result = segment(np.asarray(photo), Settings.product())
+    (out, mask, parts, size), = seen
+    assert size == held.gate_shape(mask.shape)
+    whole = cv2.resize(pipeline.final_parts(out, mask, parts), size[::-1], interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(real(out, mask, parts, size), whole)
+    assert np.array_equal(pipeline.final_parts(out, mask, parts), result.part_map)
+    # the sample met person pixels BodyPix gave no part (the refined edge): its labels were computed
+    small_mask = cv2.resize(mask, size[::-1], interpolation=cv2.INTER_NEAREST)
+    small_parts = cv2.resize(parts, size[::-1], interpolation=cv2.INTER_NEAREST)
+    assert ((small_mask >= 128) & (small_parts == 255)).sum() > 0
+    # and ``labels_at`` gives every such pixel of the photo the label the whole map gives it
+    missing = (mask >= 128) & (parts == 255)
+    iy, ix = np.nonzero(missing)
+    want = dec.part_argmax(out, where=missing)[iy, ix]
+    assert np.array_equal(dec.labels_at(out, mask.shape, iy, ix), want)

@@ -123,12 +123,15 @@ class Result:
                  (a property: given as a function, it is computed on first use, so a Result
                  does not hold 4 bytes a pixel nobody reads).
     part_map:    uint8 HxW, part id 0..23 inside the person, 255 elsewhere (also on an object
-                 the person holds that ``Settings.include_held`` keeps in the mask).
+                 the person holds that ``Settings.include_held`` keeps in the mask).  Also a
+                 property that may be given as a function: ``segment``'s early answer hands
+                 it out before the map is made, so a caller that needs only the mask (Select
+                 Person in GIMP) does not wait for it.
     """
 
     person_mask: np.ndarray
     _person_prob: np.ndarray | Callable[[], np.ndarray] = field(repr=False)
-    part_map: np.ndarray
+    _part_map: np.ndarray | Callable[[], np.ndarray] = field(repr=False)
     poses: list[Pose] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -142,6 +145,12 @@ class Result:
         if callable(self._person_prob):
             self._person_prob = self._person_prob()
         return self._person_prob
+
+    @property
+    def part_map(self) -> np.ndarray:
+        if callable(self._part_map):
+            self._part_map = self._part_map()
+        return self._part_map
 
     @property
     def found_person(self) -> bool:

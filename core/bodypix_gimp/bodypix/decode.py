@@ -143,6 +143,32 @@ def scaled_labels(
     return cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
+def labels_at(out: BodyPixOutput, size: tuple[int, int], iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    """``part_argmax(out, size)``'s labels at the pixels (``iy``, ``ix``) only (uint8, one per point).
+
+    For a caller that needs a few pixels of the part map (a sample of it) before, or instead
+    of, the whole map: a large photo's pixel gets its working pixel's label (the one
+    ``part_argmax`` scales up to it), a small photo's its own, each computed as ``_labels``
+    computes it, and kept in ``out.part_cache`` for the whole map.
+    """
+    geo = out.geometry
+    out_h, out_w = size
+    grid = (geo.work_height, geo.work_width)
+    if out_h * out_w > 2 * grid[0] * grid[1]:  # as part_argmax: the working grid, nearest neighbour
+        iy = np.minimum(np.floor(iy * (1.0 / (out_h / grid[0]))).astype(np.intp), grid[0] - 1)
+        ix = np.minimum(np.floor(ix * (1.0 / (out_w / grid[1]))).astype(np.intp), grid[1] - 1)
+    else:
+        grid = (out_h, out_w)
+    known = _known(out, grid)
+    found = known[iy, ix]
+    todo = found == 255
+    if todo.any():  # points only: a whole-grid pass of ``_labels`` cost more than the points
+        ty, tx = iy[todo], ix[todo]
+        known[ty, tx] = _part_argmax_points(out, grid, ty, tx)
+        found = known[iy, ix]
+    return found
+
+
 def _nonzero(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of the few non-zero pixels of a large uint8 array.
 
@@ -154,6 +180,16 @@ def _nonzero(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows[xy[:, 1]].astype(np.intp), xy[:, 0].astype(np.intp)
 
 
+def _known(out: BodyPixOutput, size: tuple[int, int]) -> np.ndarray:
+    """The labels at ``size`` kept in ``out.part_cache`` (255 = not computed yet), started with
+    the pixels whose window has one grid label (``part_argmax``)."""
+    known = out.part_cache.get(("labels", *size))
+    if known is None:
+        ylo, _, xlo, _, uniform = _windows(out, size)
+        known = out.part_cache[("labels", *size)] = uniform[ylo[:, None], xlo[None, :]]
+    return known
+
+
 def _labels(out: BodyPixOutput, size: tuple[int, int], where: np.ndarray | None) -> np.ndarray:
     """Exact part labels at ``size`` on ``where`` (bool; None: everywhere), 255 elsewhere.
 
@@ -161,10 +197,7 @@ def _labels(out: BodyPixOutput, size: tuple[int, int], where: np.ndarray | None)
     depend on which other pixels are asked for, so each is computed once per ``out``, although
     the pipeline asks twice (BodyPix's mask, then what the later stages added).
     """
-    known = out.part_cache.get(("labels", *size))
-    if known is None:
-        ylo, _, xlo, _, uniform = _windows(out, size)
-        known = out.part_cache[("labels", *size)] = uniform[ylo[:, None], xlo[None, :]]
+    known = _known(out, size)
     todo = known == 255
     if where is not None:
         todo &= where

@@ -43,6 +43,7 @@ docs/evaluation.md, "Held objects").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -64,6 +65,8 @@ SEED_NEAR = 0.02
 # A blob holding a keypoint of any kind at this score is body (a hand on the face, a head from behind).
 BODY_KEYPOINT_SCORE = 0.5
 # The gate's grid and GrabCut's working copy.
+# The part map, or a function that makes it (``decide_held``).
+PartMap = np.ndarray | Callable[[], np.ndarray]
 GATE_PIXELS = 65_536
 WORK_PIXELS = 120_000
 # GrabCut iterations: on the astronaut 1 to 8 change at most 0.5 % of the object; each costs
@@ -83,11 +86,19 @@ def _shrink(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(a, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def find_seeds(part_map: np.ndarray, poses: list[Pose], size: tuple[int, int]) -> np.ndarray | None:
-    """uint8 mask on a grid of ``size``: face-labelled blobs no face keypoint explains; None if none."""
-    h, w = size
-    sy, sx = h / part_map.shape[0], w / part_map.shape[1]
-    parts = _shrink(part_map, size)
+def gate_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The grid (h, w) on which ``find_seeds`` reads the part map of a photo of ``shape``."""
+    return budget_shape(shape, GATE_PIXELS)
+
+
+def find_seeds(parts: np.ndarray, poses: list[Pose], shape: tuple[int, int]) -> np.ndarray | None:
+    """uint8 mask on ``parts``' grid: face-labelled blobs no face keypoint explains; None if none.
+
+    ``parts``: the part map of a photo of ``shape`` (H, W), shrunk by nearest neighbour to
+    ``gate_shape(shape)``.
+    """
+    h, w = size = parts.shape[:2]
+    sy, sx = h / shape[0], w / shape[1]
     face = cv2.inRange(parts, FACE_PARTS[0], FACE_PARTS[-1])
     n, labels, stats, _ = cv2.connectedComponentsWithStats(face, connectivity=8)
     big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= SEED_MIN_AREA * h * w]
@@ -175,17 +186,22 @@ def object_mask(small: np.ndarray, mask_small: np.ndarray, seeds: np.ndarray,
 
 
 def decide_held(
-    rgb: np.ndarray, mask: np.ndarray, part_map: np.ndarray, poses: list[Pose], include: bool,
-    runtime: RuntimeOptions | None = None,
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    rgb: np.ndarray, mask: np.ndarray, part_map: PartMap, poses: list[Pose], include: bool,
+    runtime: RuntimeOptions | None = None, gate: np.ndarray | None = None,
+) -> tuple[np.ndarray, PartMap, list[dict[str, Any]]]:
     """(mask, part_map, info): each held object wholly in (``include``) or wholly out, with no part.
 
-    ``mask``: the person mask (0/255 or soft 0..255); ``part_map``: 0..23, 255 off the person.
+    ``mask``: the person mask (0/255 or soft 0..255); ``part_map``: 0..23, 255 off the person,
+    or a function that makes it.  ``gate``: the part map shrunk to ``gate_shape`` by nearest
+    neighbour, when the caller has it without making the map: then the map is made only for a
+    photo with a torn object (``segment`` answers GIMP's Select Person before it is made).
     ``info``: per object its box in photo pixels, its pixel count and whether it was included.
-    Photos without a held object come back as the same arrays.
+    Photos without a held object come back as the same ``mask`` and ``part_map``.
     """
     H, W = mask.shape
-    seeds = find_seeds(part_map, poses, budget_shape((H, W), GATE_PIXELS))
+    if gate is None:
+        gate = _shrink(part_map() if callable(part_map) else part_map, gate_shape((H, W)))
+    seeds = find_seeds(gate, poses, (H, W))
     if seeds is None:
         return mask, part_map, []
     small = working_copy(rgb, WORK_PIXELS)
@@ -203,7 +219,7 @@ def decide_held(
     # The crop's decision at full resolution: its box in photo pixels, each object's 0/1 map
     # scaled with a linear filter and cut at one half (a smooth outline, not working-grid steps).
     X0, Y0, X1, Y1 = (x0 * W) // w, (y0 * H) // h, -(-x1 * W // w), -(-y1 * H // h)
-    mask, part_map = mask.copy(), part_map.copy()
+    mask, part_map = mask.copy(), (part_map() if callable(part_map) else part_map).copy()
     info = []
     for i in torn:
         piece = (pieces == i).astype(np.float32)
