@@ -15,16 +15,18 @@ go from ~217 ms to ~17 ms of a loaded machine's profile.
 Why a cached file and not a rewrite at each session: the rewrite needs the ``onnx`` package
 (importing it costs ~0.3 s, the rewrite ~0.2 s more), so doing it in every process would cost
 a CLI run or the model server's first click about half a second.  The derived file is made
-once per user and model, keyed by the source's sha256 and ``REWRITE_VERSION``, checked
-against the source on probe inputs (``pha`` must be identical) before it is published with
-an atomic rename in a private (0700) folder.  The source file is never written: it may live
-in a read-only models folder.  Whatever goes wrong (no ``onnx``, a graph the rewrite does
-not know, a mismatch, a cache folder that cannot be made or is not private, a damaged cached
-file) leaves the original graph in use: the same alpha, only slower.
+once per user and model: compared with the source on probe inputs (``pha`` must be
+identical), then published with an atomic rename in a private (0700) folder, named by the
+source's sha256, ``REWRITE_VERSION`` and its own sha256 (checked once per process, as model
+files are).  The source file is never written: it may live in a read-only models folder.
+Whatever goes wrong (no ``onnx``, a graph the rewrite does not know, a mismatch, a cache
+folder that cannot be made or is not private, a damaged cached file) leaves the original
+graph in use: the same alpha, only slower.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
@@ -313,15 +315,17 @@ def _publish(folder: Path, name: str, data: bytes) -> Path:
 
 
 def _make(source: Path, folder: Path) -> Path:
-    digest = sha256_file(source)
-    name = f"rvm-alpha-{digest[:32]}-v{REWRITE_VERSION}.onnx"
+    # The name carries the source's sha256 and the derived file's own: a copy whose bytes no
+    # longer match (a damaged disk) is dropped and made again, as model files are checked.
+    prefix = f"rvm-alpha-{sha256_file(source)[:32]}-v{REWRITE_VERSION}-"
     try:
         if not _private(folder):
             log.debug("RVM alpha graph: %s is not a private folder; using %s", folder, source)
             return source
-        path = folder / name
-        if path.is_file():
-            return path
+        for path in sorted(folder.glob(prefix + "*.onnx")):
+            if path.is_file() and not path.is_symlink() and sha256_file(path)[:16] == path.stem[len(prefix):]:
+                return path
+            path.unlink(missing_ok=True)
     except OSError as e:
         log.debug("RVM alpha graph: cache folder %s: %s; using %s", folder, e, source)
         return source
@@ -334,7 +338,7 @@ def _make(source: Path, folder: Path) -> Path:
         if not same_alpha(source, data):
             log.debug("RVM alpha graph: derived graph differs from %s; using it as is", source)
             return source
-        return _publish(folder, name, data)
+        return _publish(folder, f"{prefix}{hashlib.sha256(data).hexdigest()[:16]}.onnx", data)
     except Exception as e:  # an unknown graph, a full disk...: the source gives the same alpha
         log.debug("RVM alpha graph: %s: %s; using %s", type(e).__name__, e, source)
         return source
@@ -354,7 +358,7 @@ def alpha_only_path(source: str | os.PathLike[str], cache: str | os.PathLike[str
 
 
 def forget(path: Path) -> None:
-    """Drop a derived file that would not load (damaged), so the next call makes it again."""
+    """Drop a derived file that would not load (gone, damaged), so the next call makes it again."""
     with _lock:
         for key in [k for k, v in _derived.items() if v == path and Path(k[0]) != path]:
             del _derived[key]
@@ -369,7 +373,7 @@ def alpha_session(source: str | os.PathLike[str], force_cpu: bool | None = None,
     if path != Path(source):
         try:
             return session(path, force_cpu, threads)
-        except Exception as e:  # a damaged or vanished cached copy: back to the source
+        except Exception as e:  # a cached copy removed or damaged since: back to the source
             log.debug("RVM alpha graph: %s would not load (%s); using %s", path, e, source)
             forget(path)
     return session(source, force_cpu, threads)
