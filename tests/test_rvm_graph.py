@@ -179,3 +179,32 @@ def test_made_once_then_reused_and_remade_when_damaged(monkeypatch: pytest.Monke
     sess = rvm_graph.alpha_session(REF, force_cpu=True, cache=folder)
     assert "fgr" in [o.name for o in sess.get_outputs()]
     assert rvm_graph.alpha_only_path(REF, folder).is_file()  # and made again by the next call
+
+
+def test_copies_of_an_earlier_rewrite_are_replaced_others_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "graphs"
+    folder.mkdir(mode=0o700)
+    stem = f"rvm-alpha-{sha256_file(REF)[:32]}"
+    stale = [folder / f"{stem}-v0-0123456789abcdef.onnx", folder / f"{stem}-v1.onnx"]
+    other = [folder / f"rvm-alpha-{'0' * 32}-v{rvm_graph.REWRITE_VERSION}-0123456789abcdef.onnx", folder / "notes.txt"]
+    for p in stale + other:
+        p.write_bytes(b"x")
+    made = rvm_graph.alpha_only_path(REF, folder)
+    assert files(folder) == sorted([made.name, *(p.name for p in other)])
+
+
+def test_the_installer_makes_it_with_the_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bodypix_gimp.setup.install import install
+
+    monkeypatch.setenv(rvm_graph.ENV_CACHE, str(tmp_path / "graphs"))
+    result = install(tmp_path / "models", models_from=MODELS, variants=["mobilenet075-quant2-stride16"], aux=["rvm"])
+    installed = result.folder / "rvm" / "rvm_mobilenetv3.onnx"
+    (made,) = (tmp_path / "graphs").iterdir()
+    assert sha256_file(installed)[:32] in made.name
+
+    def refuse(model: onnx.ModelProto) -> onnx.ModelProto:
+        raise AssertionError("the first click derived it again")
+
+    monkeypatch.setattr(rvm_graph, "derive_alpha_only", refuse)
+    monkeypatch.setattr(rvm_graph, "_derived", {})
+    assert rvm_graph.alpha_only_path(installed) == made

@@ -26,6 +26,7 @@ graph in use: the same alpha, only slower.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -317,7 +318,8 @@ def _publish(folder: Path, name: str, data: bytes) -> Path:
 def _make(source: Path, folder: Path) -> Path:
     # The name carries the source's sha256 and the derived file's own: a copy whose bytes no
     # longer match (a damaged disk) is dropped and made again, as model files are checked.
-    prefix = f"rvm-alpha-{sha256_file(source)[:32]}-v{REWRITE_VERSION}-"
+    stem = f"rvm-alpha-{sha256_file(source)[:32]}"
+    prefix = f"{stem}-v{REWRITE_VERSION}-"
     try:
         if not _private(folder):
             log.debug("RVM alpha graph: %s is not a private folder; using %s", folder, source)
@@ -338,10 +340,16 @@ def _make(source: Path, folder: Path) -> Path:
         if not same_alpha(source, data):
             log.debug("RVM alpha graph: derived graph differs from %s; using it as is", source)
             return source
-        return _publish(folder, f"{prefix}{hashlib.sha256(data).hexdigest()[:16]}.onnx", data)
+        path = _publish(folder, f"{prefix}{hashlib.sha256(data).hexdigest()[:16]}.onnx", data)
     except Exception as e:  # an unknown graph, a full disk...: the source gives the same alpha
         log.debug("RVM alpha graph: %s: %s; using %s", type(e).__name__, e, source)
         return source
+    # one copy per source: those of an earlier REWRITE_VERSION go
+    for old in folder.glob(f"{stem}-*.onnx"):
+        if old != path:
+            with contextlib.suppress(OSError):
+                old.unlink()
+    return path
 
 
 def alpha_only_path(source: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None) -> Path:

@@ -50,7 +50,9 @@ from ..runtime.manifest import (
     tfjs_relpath,
     variant_spec,
 )
+from ..runtime.rvm_graph import alpha_only_path
 from ..runtime.store import (  # sets/set-*: versioned sets; current.json names the one in use
+    AUX_MODELS,
     POINTER_FILE,
     SETS_DIR,
     ModelNotFoundError,
@@ -360,6 +362,11 @@ def install(target_dir: str | os.PathLike[str] | None = None, models_from: str |
         _retire(previous, target)
     _sweep(target, folder)
     inst.step = (0.0, 1.0)
+    if (folder / AUX_MODELS["rvm"]).is_file():
+        # RVM's alpha-only graph (runtime/rvm_graph.py) made now, not at the first click (~1 s,
+        # once per user and model); it falls back to the model file by itself when it cannot
+        inst.report(0.99, "preparing RVM's alpha-only graph")
+        alpha_only_path(folder / AUX_MODELS["rvm"])
     inst.report(1.0, "models ready")
     return InstallResult(target=target.resolve(), installed=dict(inst.staged), notes=inst.notes,
                          seconds=time.perf_counter() - start, folder=folder.resolve())
