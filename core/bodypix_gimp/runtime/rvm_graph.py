@@ -9,8 +9,8 @@ work when only ``pha`` is fetched.  ``derive_alpha_only`` rewrites the graph exa
 "take the alpha channel" back through the refiner to the network's working size, turns the
 Max(Min(x, 1), 0) clamp into Clip, and keeps only ``pha``.  Same arithmetic per element, so
 the same alpha bit for bit (tests/test_rvm_graph.py, on real photos and on both conversions).
-Measured on a 1333x750 working copy (2 cores, docs/performance.md): the full-size nodes
-go from ~217 ms to ~17 ms of a loaded machine's profile.
+Measured per call on a 1333x750 working copy (2 shared cores, docs/performance.md): median
+225 -> 144 ms for the reference conversion, 247 -> 192 ms for the installer's.
 
 Why a cached file and not a rewrite at each session: the rewrite needs the ``onnx`` package
 (importing it costs ~0.3 s, the rewrite ~0.2 s more), so doing it in every process would cost
