@@ -402,6 +402,11 @@ def uninstall(layout: Layout) -> int:
     python = paths.as_path(paths.venv_python(venv, layout.platform)) if venv else None
     if python is not None and python.is_file():  # the plug-in's model server runs from this environment
         subprocess.run([str(python), "-m", "bodypix_gimp.worker", "--stop"], capture_output=True)
+        # the RVM alpha graphs the models' setup derived in the user's cache folder (runtime/rvm_graph.py)
+        gone = subprocess.run([str(python), "-m", "bodypix_gimp.runtime.rvm_graph", "--remove"],
+                              capture_output=True, text=True)
+        if gone.returncode != 0:
+            kept.append(f"the cached RVM alpha graphs ({(gone.stderr.strip().splitlines() or ['?'])[-1]})")
     folders: set[Path] = set()
     for f in record["files"]:
         p = Path(f)

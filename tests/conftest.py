@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,11 @@ def pytest_configure(config: pytest.Config) -> None:
             f"BodyPix models not found in {MODELS}: set BODYPIX_MODELS to a folder laid out like ../shared/models"
         )
     os.environ.setdefault("BODYPIX_MODELS", str(MODELS))
+    # Derived model files (runtime/rvm_graph.py) go to this run's own folder, not the user's cache.
+    if "BODYPIX_GRAPH_CACHE" not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="bodypix-test-graphs-"))
+        os.environ["BODYPIX_GRAPH_CACHE"] = str(folder)
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")

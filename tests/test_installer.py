@@ -190,14 +190,18 @@ def test_full_install_check_uninstall_on_this_python(tmp_path: Path, models_dir:
     """The one command, for real: venv + pip + models + plug-in, --check, again, --uninstall."""
     cmd = [sys.executable, str(ROOT / "installer" / "install.py"), "--plugin-dir", str(tmp_path / "p"),
            "--data-dir", str(tmp_path / "d")]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "BODYPIX_MODELS"}
+    graphs = tmp_path / "cache" / "graphs"  # the user's cache folder for derived graphs
+    env = {k: v for k, v in os.environ.items() if k != "BODYPIX_MODELS"} | {"BODYPIX_GRAPH_CACHE": str(graphs)}
     for _ in range(2):  # the second run must succeed on top of the first
         r = subprocess.run(cmd + ["--models-from", str(models_dir)], capture_output=True, text=True, env=env)
         assert r.returncode == 0, r.stdout + r.stderr
+    assert len(list(graphs.glob("rvm-alpha-*.onnx"))) == 1  # RVM's alpha graph, made once with the models
+    (graphs / "notes.txt").write_text("not ours")
     r = subprocess.run(cmd + ["--check"], capture_output=True, text=True, env=env)
     assert "[ok] BodyPix models: " in r.stdout and "[ok] Python environment" in r.stdout, r.stdout
     r = subprocess.run(cmd + ["--uninstall"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and not (tmp_path / "d").exists() and not (tmp_path / "p" / "bodypix").exists()
+    assert [p.name for p in graphs.iterdir()] == ["notes.txt"]  # the derived graph went, nothing else
 
 
 # ------------------------------------------------- never touch what the installer did not make ---

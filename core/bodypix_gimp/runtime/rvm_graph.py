@@ -385,3 +385,34 @@ def alpha_session(source: str | os.PathLike[str], force_cpu: bool | None = None,
             log.debug("RVM alpha graph: %s would not load (%s); using %s", path, e, source)
             forget(path)
     return session(source, force_cpu, threads)
+
+
+def remove_cached(cache: str | os.PathLike[str] | None = None) -> int:
+    """Delete the derived graphs (and unfinished writes) this module made in ``cache`` (default
+    ``cache_dir()``), then the folder when it is left empty; returns how many files went.
+
+    The uninstaller calls it (``python -m bodypix_gimp.runtime.rvm_graph --remove``): only
+    files named as ``_make`` and ``_publish`` name them are touched, never another file there.
+    """
+    folder = Path(cache) if cache is not None else cache_dir()
+    if not folder.is_dir() or folder.is_symlink():
+        return 0
+    removed = 0
+    for path in [*folder.glob("rvm-alpha-*.onnx"), *folder.glob(".tmp-*.onnx")]:
+        if path.is_file() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    with _lock:
+        _derived.clear()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only when empty
+    return removed
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--remove"]:
+        sys.exit("usage: python -m bodypix_gimp.runtime.rvm_graph --remove  (deletes the cached RVM alpha graphs)")
+    print(f"removed {remove_cached()} cached RVM alpha graph file(s) from {cache_dir()}")
