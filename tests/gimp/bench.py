@@ -93,17 +93,32 @@ def overhead_ms(t: dict) -> dict:
     stretch from connected to the last byte sent (reads and sends together).
     """
     return {
+        # GIMP's call to the plug-in's Python being up (process start, interpreter, site)
+        "gimp_to_python": t.get("gimp_to_python", 0.0),
         "start_to_run": t["run_called"],
         "connect": round(t["connected"] - t["worker_started"], 1),
         "pixels_read_from_gimp": t["pixels_read_from_gimp_ms"],
         "pixels_out": round(t["pixels_sent"] - t["connected"], 1),
         "worker_after_last_byte": round(t["worker_done"] - t["pixels_sent"], 1),
         "masks_written_back": round(t["applied"] - t["worker_done"], 1),
+        # the plug-in's last stamp to GIMP's call returning (return values, GIMP's side)
+        "return_to_gimp": t.get("return_to_gimp", 0.0),
         # the model server's CPU (all its threads) and page faults from the last byte to its answer:
         # what the click's core cost, whatever the machine's load did to the wall times
         "worker_cpu_after_last_byte": (t.get("worker") or {}).get("cpu_after_last_byte", 0.0),
         "worker_page_faults": (t.get("worker") or {}).get("page_faults_after_last_byte", 0),
     }
+
+
+def click_times(line: dict, report: dict) -> dict:
+    """One click's stamps (ms since the plug-in's Python was up) with the time before it and after
+    its last stamp within GIMP's call, both clocks being the system's monotonic one."""
+    t = dict(line["ms_since_python_start"])
+    if "python_up_s" in line and "run_perf_s" in report:
+        start, end = report["run_perf_s"]
+        t["gimp_to_python"] = round((line["python_up_s"] - start) * 1000, 1)
+        t["return_to_gimp"] = round((end - line["python_up_s"]) * 1000 - t["applied"], 1)
+    return t
 
 
 def main() -> int:
@@ -157,7 +172,7 @@ def main() -> int:
                 r = json.loads((inst.work / "out" / f"{name}-{i}{suffix}" / "report.json").read_text())
                 assert r["status"] == "success" and not r["selection_empty"], r
                 runs.append(r)
-                times.append(next(calls)["ms_since_python_start"])
+                times.append(click_times(next(calls), r))
         c = core(inst, paths[0], args.repeats)
         if c is None:
             return 1
