@@ -213,6 +213,8 @@ def main() -> int:
             # writing the mask back and making it the selection
             "plugin_steps_ms": {k: round(statistics.median(overhead_ms(t)[k] for t in t_first[1:]), 1)
                                 for k in overhead_ms(t_first[-1])},  # fmt: skip
+            "plugin_steps_each_click_ms": [overhead_ms(t) for t in t_first],
+            "plugin_steps_each_second_click_ms": [overhead_ms(t) for t in t_again],
             "plugin_steps_second_click_ms": {k: round(statistics.median(overhead_ms(t)[k] for t in t_again[1:]), 1)
                                              for k in overhead_ms(t_again[-1])},  # fmt: skip
         }
