@@ -493,3 +493,68 @@ def test_a_select_click_is_answered_before_people_are_told_apart(home, config, p
     monkeypatch.setenv(worker_client.ENV_ONESHOT, "1")
     result, mask2 = call(config, photo, options=defaults)
     assert result["mode"] == "one-shot" and result.get("early") is True and np.array_equal(mask2, full.person_mask)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) process ``pid`` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the server's CPU time from /proc")
+def test_after_an_early_answer_the_server_waits_for_the_client_to_close(home, config, photo) -> None:
+    """After answering a Select click early, the server finishes the people for its cache only
+    once the plug-in has closed the connection (it has written the selection into GIMP by then),
+    so the two do not share the CPU: while the connection stays open the server uses no CPU
+    (a window of 0.3 WRITE_BACK_SECONDS; telling people apart costs it 50-250 ms of CPU on this
+    photo), and after the close the people are there for the next click (a hit)."""
+    from bodypix_gimp.worker.server import WRITE_BACK_SECONDS
+
+    root, pids = home
+    defaults = {**FAST, "refine": True, "fingers": True}
+    pid = started_server(config, photo, pids)["pid"]
+    h, w = photo.shape[:2]
+    changed = photo.copy()
+    changed[0, 0, 0] ^= 1  # pixels the server has not seen: a miss, answered early
+    req = {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3, "options": defaults}
+    with worker_client.Worker(config, req) as first:
+        first.start()
+        result = first.finish(changed.tobytes())
+        assert result.get("early") is True and result["cache"] == "miss"
+        before = cpu_seconds(pid)
+        busy = wait_for(lambda: cpu_seconds(pid) - before >= 0.04, WRITE_BACK_SECONDS * 0.3, 0.02)
+        assert busy is None, "the server went on computing while the client was still writing back"
+    box = np.zeros((h, w), np.uint8)
+    box[: h // 2, : w // 2] = 255  # the next click needs the people (a selection)
+    face_req = {"op": "select-parts", "parts": ["face"], "source_rect": [0, 0, w, h], "channels": 3,
+                "options": defaults, "selection": True}  # fmt: skip
+    with worker_client.Worker(config, face_req) as second:
+        second.start()
+        face = second.finish(changed.tobytes(), box.tobytes())
+    assert face["cache"] == "hit", face
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the server's CPU time from /proc")
+def test_a_client_that_keeps_its_connection_open_holds_the_server_for_a_bounded_time(home, config, photo) -> None:
+    """A client that never closes after an early answer holds the server's cache work for at
+    most WRITE_BACK_SECONDS: the server then tells the people apart (its CPU time grows) while
+    that connection is still open, and a next call, coming while it is still open, is a hit."""
+    from bodypix_gimp.worker.server import WRITE_BACK_SECONDS
+
+    root, pids = home
+    defaults = {**FAST, "refine": True, "fingers": True}
+    pid = started_server(config, photo, pids)["pid"]
+    h, w = photo.shape[:2]
+    changed = photo.copy()
+    changed[0, 1, 1] ^= 1
+    req = {"op": "select-person", "source_rect": [0, 0, w, h], "channels": 3, "options": defaults}
+    with worker_client.Worker(config, req) as first:
+        first.start()
+        assert first.finish(changed.tobytes()).get("early") is True
+        before = cpu_seconds(pid)
+        assert wait_for(lambda: cpu_seconds(pid) - before >= 0.04, WRITE_BACK_SECONDS + 30, 0.02)
+        with worker_client.Worker(config, dict(req, op="select-parts", parts=["face"])) as second:
+            second.start()
+            face = second.finish(changed.tobytes())
+        assert first.conn.sock.fileno() >= 0  # the first connection is still open
+    assert face["cache"] == "hit"

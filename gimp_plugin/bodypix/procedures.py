@@ -295,6 +295,7 @@ def compute(image, layer, config, op, target_rect, parts=None, with_selection=Fa
     }
     visible = config.get_property("source") == "visible"
     worker = Worker(cfg, request, progress)
+    worker.linger = True  # the server waits for this process to end (or 1 s) before its cache's work
     try:
         if visible:
             # the source rectangle is only known after merging; start the worker afterwards

@@ -49,6 +49,9 @@ SILENCE_SECONDS = 30.0  # a working server says something (progress or "busy") e
 START_SECONDS = 60.0  # a new server imports onnxruntime and loads the model
 LINE_CAP = 64 << 20  # longest reply line accepted (pose paths of many people stay far below)
 CHUNK = 1 << 20
+# Connections of calls with ``Worker.linger`` set: the system closes them when the plug-in
+# process ends.
+LINGERING = []
 
 
 class BodyPixError(Exception):
@@ -101,6 +104,11 @@ class Worker:
         self.rfile = None
         self.mode = None  # "server" or "one-shot"
         self.sent_at = None  # time.perf_counter() when the last pixel byte went out
+        # True: a call that ends without an error keeps its server connection open until this
+        # process ends. After an early answer the server finishes its cache's work only once
+        # the connection closes (or after a bounded wait), so the plug-in writes the selection
+        # and GIMP takes it back without the server competing for the CPU.
+        self.linger = False
 
     def __enter__(self):
         return self
@@ -109,7 +117,11 @@ class Worker:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        for f in (self.stderr, self.wfile, self.rfile, self.conn):
+        conn = self.conn
+        if conn is not None and self.linger and exc[0] is None:
+            LINGERING.append(conn)
+            conn = None
+        for f in (self.stderr, self.wfile, self.rfile, conn):
             if f is not None:
                 try:
                     f.close()

@@ -34,6 +34,7 @@ import hmac
 import json
 import os
 import secrets
+import select
 import signal
 import socket
 import stat
@@ -63,6 +64,14 @@ HEARTBEAT_SECONDS = 2.0  # "busy" while a call waits for the compute lock or com
 SILENCE_SECONDS = 30.0  # longest wait for the next pixel bytes, or for a client to take a line
 START_LOCK_SECONDS = 10.0  # a new server waits this long for a retiring one to let go
 MAX_CONNECTIONS = 16  # beyond this, new connections are closed at once
+# After an early answer (``handle``'s ``reply``) the server finishes the people for its cache only
+# once the plug-in has closed the connection (it has written the selection into GIMP and ended),
+# waiting at most WRITE_BACK_SECONDS, then AFTER_CLOSE_SECONDS more while GIMP takes the answer
+# back (cut short when another call comes): on 2 cores that work beside GIMP's cost the click
+# 30-40 ms of the write-back and 70-110 ms of GIMP's return (docs/gimp.md).
+WRITE_BACK_SECONDS = 1.0
+AFTER_CLOSE_SECONDS = 0.2
+WRITE_BACK_CAP = 1 << 16  # bytes a client may send meanwhile (the plug-in sends none)
 HEAP_KEEP_BYTES = 1 << 30  # glibc's mmap and trim thresholds in the server (one_heap)
 # After a call on more pixels than this the server gives its memory back at once; after a
 # smaller one it keeps the pages for the next click until ``forget_seconds`` without a call.
@@ -188,6 +197,29 @@ class SocketChannel(Channel):
                 self.broken = True  # the plug-in is gone (GIMP killed it: the user cancelled)
                 raise WorkerError("cancelled", "cancelled") from None
 
+    def wait_closed(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        """Wait until the client closes the connection, at most ``seconds``, until ``stop`` is
+        set (checked every 20 ms), and for at most WRITE_BACK_CAP bytes of anything it sends
+        meanwhile (dropped); True when it closed. ``select`` before each ``recv``: the
+        heartbeat thread may change the socket's timeout at any moment."""
+        deadline = time.monotonic() + seconds
+        dropped = 0
+        while dropped <= WRITE_BACK_CAP:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or (stop is not None and stop.is_set()):
+                return False
+            try:
+                readable, _, _ = select.select([self.sock], [], [], min(wait, 0.02))
+                if not readable:
+                    continue
+                chunk = self.sock.recv(4096)
+            except (OSError, ValueError):
+                return True  # reset or closed under us: gone all the same
+            if not chunk:
+                return True
+            dropped += len(chunk)
+        return False
+
     @contextlib.contextmanager
     def heartbeat(self) -> Iterator[None]:
         """Say "busy" every HEARTBEAT_SECONDS: the client knows we live, we learn it left."""
@@ -228,6 +260,7 @@ def handle(
     alive: Callable[[], bool],
     compute_lock: threading.Lock | None = None,
     header_deadline: float | None = None,
+    another_call: threading.Event | None = None,
 ) -> int:
     """Read one request from ``channel`` and answer it (0 done, 2 refused, 3 crashed).
 
@@ -235,7 +268,9 @@ def handle(
     client never writes pixels nobody reads; pixels in; progress lines; result or error.
     A Select entry is answered as soon as its mask is final (``operations.run``'s ``reply``);
     the model server then finishes the segmentation for its result cache, without a word to
-    the client (which has gone on writing the selection into GIMP), a one-shot worker stops.
+    the client, once the client has written the selection into GIMP and closed the connection
+    (WRITE_BACK_SECONDS, AFTER_CLOSE_SECONDS; ``another_call`` set: another call waits, the
+    pause ends); a one-shot worker stops.
     """
     t0 = time.perf_counter()
     answered = False
@@ -267,6 +302,10 @@ def handle(
         answered = True
         if not keep_going:
             raise Answered
+        if result.get("early") and isinstance(channel, SocketChannel):
+            next_call = another_call or threading.Event()
+            if channel.wait_closed(WRITE_BACK_SECONDS, next_call):
+                next_call.wait(AFTER_CLOSE_SECONDS)
 
     lock = compute_lock or contextlib.nullcontext()
     try:
@@ -511,6 +550,7 @@ class Server:
         self.count_lock = threading.Lock()
         self.connections = 0
         self.busy = 0
+        self.another_call = threading.Event()  # set while more than one call is in ``handle``
         self.last_call = time.monotonic()
         self.trimmed = True  # no call's memory kept in the heap since the last release_memory
 
@@ -560,12 +600,17 @@ class Server:
             channel.emit({"ready": True})
             with self.count_lock:
                 self.busy += 1
+                if self.busy > 1:
+                    self.another_call.set()  # one computes (or pauses after its answer), this one waits
             try:
                 with channel.heartbeat():
-                    handle(channel, lambda: not channel.broken, self.compute, time.monotonic() + SILENCE_SECONDS)
+                    handle(channel, lambda: not channel.broken, self.compute, time.monotonic() + SILENCE_SECONDS,
+                           self.another_call)  # fmt: skip
             finally:
                 with self.count_lock:
                     self.busy -= 1
+                    if self.busy <= 1:
+                        self.another_call.clear()
                     self.last_call = time.monotonic()
                 if channel.pixels > KEEP_PIXELS:
                     release_memory()  # a very large call's pages are not worth keeping
