@@ -558,3 +558,27 @@ def test_a_client_that_keeps_its_connection_open_holds_the_server_for_a_bounded_
             face = second.finish(changed.tobytes())
         assert first.conn.sock.fileno() >= 0  # the first connection is still open
     assert face["cache"] == "hit"
+
+
+def test_a_server_killed_while_pixels_travel_is_a_clear_error(home, config, photo) -> None:
+    """The pixels leave from a thread of their own (``worker_client.Sender``) while the plug-in
+    reads the next strip: a server that dies in the middle is a one-line error, at once."""
+    root, pids = home
+    state = started_server(config, photo, pids)
+    h, w = photo.shape[:2]
+    big = np.zeros((2000, 3000, 3), np.uint8)  # far more than the socket holds
+    req = {"op": "select-person", "source_rect": [0, 0, 3000, 2000], "channels": 3, "options": FAST}
+
+    def strips():
+        for y in range(0, 2000, 64):
+            yield big[y : y + 64].tobytes()
+            if y == 64:  # the first strips are on their way: the server dies
+                os.kill(state["pid"], signal.SIGKILL)
+                assert wait_for(lambda: not alive(state["pid"]), 10)
+
+    t = time.monotonic()
+    with pytest.raises(worker_client.BodyPixError, match="stopped answering"):
+        with worker_client.Worker(config, req) as wk:
+            wk.start()
+            wk.finish(strips())
+    assert time.monotonic() - t < 15
