@@ -93,6 +93,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def one_malloc_arena() -> None:
+    """Every thread of the local batch allocates from glibc's main heap (``M_ARENA_MAX`` = 1, as
+    the model server does: ``worker.server.one_heap``).
+
+    Why: the batch's reader, writer, pipeline and edge-peer threads each got an arena of their
+    own, and blocks freed in one are not reused by another: a 24 MP photo's peak RSS in this
+    command was 1022-1034 MiB (three runs), 923 and 1001 MiB with this call (``bodypix-gimp bench
+    --scale``, docs/performance.md).  Set before the batch's threads start; the threads numpy's
+    and OpenCV's imports started keep the arenas they have (with ``MALLOC_ARENA_MAX=1`` in the
+    environment, read at the process's start, the peak was 576 MiB at the same speed).
+    """
+    from ..worker.server import glibc
+
+    libc = glibc()
+    if libc is not None:
+        libc.mallopt(-8, 1)  # M_ARENA_MAX
+
+
 def run(args: argparse.Namespace) -> int:
     from ..batch import OutputOptions
     from ..batch import run as run_batch
@@ -112,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     options = OutputOptions(overlay=args.overlay, json=args.json, part_masks=args.part_masks)
     out_dir = Path(args.out)
     photos = expand(args.images)
+    if args.engine == "local":
+        one_malloc_arena()
     try:
         s = run_batch(photos, out_dir, settings, runtime, options, engine=args.engine, force=args.force,
                       skip_existing=args.skip_existing, quiet=args.quiet, address=args.address,
