@@ -98,11 +98,10 @@ def one_malloc_arena() -> None:
     the model server does: ``worker.server.one_heap``).
 
     Why: the batch's reader, writer, pipeline and edge-peer threads each got an arena of their
-    own, and blocks freed in one are not reused by another: a 24 MP photo's peak RSS in this
-    command was 1022-1034 MiB (three runs), 923 and 1001 MiB with this call (``bodypix-gimp bench
-    --scale``, docs/performance.md).  Set before the batch's threads start; the threads numpy's
-    and OpenCV's imports started keep the arenas they have (with ``MALLOC_ARENA_MAX=1`` in the
-    environment, read at the process's start, the peak was 576 MiB at the same speed).
+    own, and blocks freed in one are not reused by another: four 24 MP photos in one run peaked
+    at 1022-1034 MiB RSS (three runs), 923-1001 MiB with this call (three runs; 968 MiB with
+    ``MALLOC_ARENA_MAX=1`` in the environment instead), at the same speed (``bodypix-gimp bench
+    --scale``, docs/performance.md).  Set before the batch's threads start.
     """
     from ..worker.server import glibc
 
